@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the platform needs on a fresh Debian machine, idempotently:
+#   - Debian packages (RabbitMQ, ClamAV and its test files, …), only those missing;
+#   - the Python virtualenv .venv with the pinned dependencies (pyproject.toml + constraints.txt);
+#   - FerretDB v1.24.2 in var/bin when no MONGODB_URL is given (built once from tools/ferretdb).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "Installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  # Package scripts must not start system-wide daemons: the project starts its own (scripts/stack.py).
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating the virtualenv .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
+  echo "Installing Python dependencies (pinned)"
+  .venv/bin/pip install -q --upgrade pip==25.3
+  .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
+  echo "$stamp" > .venv/.installed
+fi
+
+if [ -z "${MONGODB_URL:-}" ]; then
+  .venv/bin/python -c "import sys; sys.path.insert(0, 'scripts'); import stack; stack.ferretdb_binary()"
+fi

@@ -1,0 +1,513 @@
+"""Starts, checks and stops the platform on one machine: infrastructure and services.
+
+    python scripts/stack.py up          infrastructure, then every service that exists, then demo data
+    python scripts/stack.py infra       infrastructure only (RabbitMQ, clamd, the database)
+    python scripts/stack.py status      what runs where
+    python scripts/stack.py stop        stop what this script started (by the pids it recorded)
+    python scripts/stack.py run -- CMD  start what is missing, run CMD, stop only what was started for it
+
+Everything is idempotent: a component that already answers its health check (AMQP connect, clamd PING,
+database ping, service /healthz) is reused, never started twice. Logs go to var/log/, pids to var/run/,
+data to var/data/ (STATE_DIR). When MONGODB_URL is set in the environment, that database is used and no
+FerretDB is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "services" / "common"))
+
+from common.config import Settings  # noqa: E402
+
+SETTINGS = Settings.load()
+VAR = SETTINGS.state_path
+LOG = VAR / "log"
+RUN = VAR / "run"
+DATA = VAR / "data"
+BIN = VAR / "bin"
+PYTHON = sys.executable
+
+TESTFILES = Path("/usr/share/clamav-testfiles")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- processes --------------------------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def read_pid(name: str) -> int | None:
+    path = RUN / f"{name}.pid"
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Start `cmd` in its own session, output to var/log/<name>.log, pid to var/run/<name>.pid."""
+    LOG.mkdir(parents=True, exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
+    logfile = open(LOG / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        cmd,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    logfile.close()
+    (RUN / f"{name}.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_pid(name: str, timeout: float = 20.0) -> bool:
+    """SIGTERM the process group recorded for `name`, SIGKILL it after `timeout`; True if one ran."""
+    path = RUN / f"{name}.pid"
+    pid = read_pid(name)
+    path.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, name: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if name and read_pid(name) is None:
+            tail = tail_log(name)
+            raise SystemExit(f"{what} exited during start-up; end of var/log/{name}.log:\n{tail}")
+        time.sleep(0.5)
+    raise SystemExit(f"{what} did not become healthy within {timeout:.0f}s; see var/log/{name or what}.log")
+
+
+def tail_log(name: str, lines: int = 25) -> str:
+    try:
+        return "\n".join((LOG / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+# --- components -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Component:
+    name: str
+    address: str
+    healthy: Callable[[], bool]
+    start: Callable[[], None]
+    timeout: float = 90.0
+
+
+def amqp_healthy() -> bool:
+    from kombu import Connection
+
+    try:
+        with Connection(SETTINGS.amqp_url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not healthy yet"
+        return False
+
+
+def start_rabbitmq() -> None:
+    url = urlsplit(SETTINGS.amqp_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 5672
+    if host not in {"127.0.0.1", "localhost"}:
+        raise SystemExit(f"RabbitMQ at {host} is not answering, and only a local one can be started")
+    server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    if not server.exists():
+        raise SystemExit("rabbitmq-server is not installed: run `make bootstrap`")
+    base = DATA / "rabbitmq"
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "rabbitmq.conf").write_text(
+        "\n".join(
+            [
+                f"listeners.tcp.default = 127.0.0.1:{port}",
+                "management.tcp.ip = 127.0.0.1",
+                "management.tcp.port = 15672",
+                "prometheus.tcp.ip = 127.0.0.1",
+                "prometheus.tcp.port = 15692",
+                "disk_free_limit.absolute = 256MB",
+                "log.console = true",
+                "log.console.level = warning",
+                "log.file = false",
+                "",
+            ]
+        )
+    )
+    (base / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_prometheus].\n")
+    epmd_was_running = port_open("127.0.0.1", 4369)
+    spawn(
+        "rabbitmq",
+        [str(server)],
+        env={
+            "HOME": str(base),  # the Erlang cookie lives here
+            "RABBITMQ_NODENAME": "webmail@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(port),
+            "RABBITMQ_DIST_PORT": str(port + 20000),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(LOG),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(RUN / "rabbitmq-beam.pid"),
+        },
+    )
+    if not epmd_was_running:
+        (RUN / "epmd.started").write_text("epmd was started with RabbitMQ\n")
+
+
+EICAR_PARTS = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$", b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
+
+
+def build_signatures(db_dir: Path) -> None:
+    """The project's signature database: EICAR as a body signature, Debian's test files as MD5 hashes."""
+    db_dir.mkdir(parents=True, exist_ok=True)
+    eicar_hex = binascii.hexlify(b"".join(EICAR_PARTS)).decode()
+    ndb = f"Webmail.Test.EICAR:0:*:{eicar_hex}\n"
+    if not (db_dir / "webmail.ndb").exists() or (db_dir / "webmail.ndb").read_text() != ndb:
+        (db_dir / "webmail.ndb").write_text(ndb)
+    hdb_path = db_dir / "webmail.hdb"
+    if hdb_path.exists():
+        return
+    if not TESTFILES.is_dir():
+        raise SystemExit("Debian's clamav-testfiles are missing: run `make bootstrap`")
+    lines = []
+    for path in sorted(TESTFILES.iterdir()):
+        if not path.is_file():
+            continue
+        out = subprocess.run(["sigtool", "--md5", str(path)], capture_output=True, text=True, check=True)
+        digest, size, _name = out.stdout.strip().split(":", 2)
+        lines.append(f"{digest}:{size}:Webmail.Test.{path.name}\n")
+    hdb_path.write_text("".join(lines))
+
+
+def clamd_healthy() -> bool:
+    try:
+        import pyclamd
+
+        return bool(pyclamd.ClamdNetworkSocket(SETTINGS.clamd_host, SETTINGS.clamd_port, timeout=2).ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def start_clamd() -> None:
+    if SETTINGS.clamd_host not in {"127.0.0.1", "localhost"}:
+        raise SystemExit(
+            f"clamd at {SETTINGS.clamd_host} is not answering, and only a local one can be started"
+        )
+    if not shutil.which("clamd") and not Path("/usr/sbin/clamd").exists():
+        raise SystemExit("clamd is not installed: run `make bootstrap`")
+    base = DATA / "clamav"
+    build_signatures(base / "db")
+    conf = base / "clamd.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "# Generated by scripts/stack.py: the project's clamd for development and CI.",
+                "Foreground yes",
+                f"DatabaseDirectory {base / 'db'}",
+                f"LocalSocket {RUN / 'clamd.sock'}",
+                "LocalSocketMode 660",
+                f"TCPSocket {SETTINGS.clamd_port}",
+                f"TCPAddr {SETTINGS.clamd_host}",
+                "LogTime yes",
+                "LogVerbose no",
+                "MaxThreads 8",
+                "MaxConnectionQueueLength 30",
+                "StreamMaxLength 60M",
+                "MaxScanSize 150M",
+                "MaxFileSize 60M",
+                "MaxRecursion 16",
+                "MaxFiles 10000",
+                "MaxScanTime 60000",
+                "ScanMail yes",
+                "ScanArchive yes",
+                "ScanPE yes",
+                "ScanOLE2 yes",
+                "ScanPDF yes",
+                "ScanHTML yes",
+                # Flag, never pass, what cannot be scanned completely.
+                "AlertExceedsMax yes",
+                "AlertEncrypted yes",
+                "AlertEncryptedArchive yes",
+                "AlertEncryptedDoc yes",
+                "AlertBrokenExecutables yes",
+                "AlertOLE2Macros no",
+                "Bytecode yes",
+                "SelfCheck 600",
+                "",
+            ]
+        )
+    )
+    spawn("clamd", ["clamd", f"--config-file={conf}"])
+
+
+def database_healthy() -> bool:
+    import pymongo
+
+    try:
+        client = pymongo.MongoClient(
+            SETTINGS.mongodb_url, serverSelectionTimeoutMS=1500, connectTimeoutMS=1500
+        )
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def ferretdb_binary() -> Path:
+    """The project-local FerretDB, built from tools/ferretdb (pinned v1.24.2) when missing."""
+    binary = BIN / "ferretdb"
+    source = ROOT / "tools" / "ferretdb"
+    stamp = hashlib.sha256((source / "go.sum").read_bytes() + (source / "main.go").read_bytes()).hexdigest()
+    stamp_file = BIN / "ferretdb.stamp"
+    if binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+        return binary
+    if not shutil.which("go"):
+        raise SystemExit("Go is needed to build FerretDB (or set MONGODB_URL to an existing MongoDB)")
+    say("building FerretDB v1.24.2 (first run only; a few minutes)…")
+    BIN.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=source, check=True)
+    stamp_file.write_text(stamp)
+    return binary
+
+
+def start_ferretdb() -> None:
+    if "MONGODB_URL" in os.environ:
+        raise SystemExit(f"the database at MONGODB_URL={SETTINGS.mongodb_url} is not answering")
+    url = urlsplit(SETTINGS.mongodb_url)
+    data = DATA / "ferretdb"
+    data.mkdir(parents=True, exist_ok=True)
+    spawn(
+        "ferretdb",
+        [
+            str(ferretdb_binary()),
+            f"--listen-addr={url.hostname or '127.0.0.1'}:{url.port or 27017}",
+            f"--sqlite-url=file:{data}/",
+            "--log-level=error",
+        ],
+    )
+
+
+INFRA = [
+    Component("rabbitmq", SETTINGS.amqp_url.split("@")[-1], amqp_healthy, start_rabbitmq, timeout=120),
+    Component(
+        "clamd", f"{SETTINGS.clamd_host}:{SETTINGS.clamd_port}", clamd_healthy, start_clamd, timeout=120
+    ),
+    Component("database", SETTINGS.mongodb_url, database_healthy, start_ferretdb, timeout=60),
+]
+
+
+# --- services ---------------------------------------------------------------------------------------------
+
+#: (service, metrics port). Order matters: the directory first (others call it), the webmail last.
+SERVICES = [
+    ("directory", SETTINGS.directory_metrics_port),
+    ("scan", SETTINGS.scan_metrics_port),
+    ("spam", SETTINGS.spam_metrics_port),
+    ("delivery", SETTINGS.delivery_metrics_port),
+    ("notify", SETTINGS.notify_metrics_port),
+    ("ingest", SETTINGS.ingest_metrics_port),
+    ("webmail", SETTINGS.webmail_metrics_port),
+]
+
+
+def existing_services() -> list[tuple[str, int]]:
+    """Services whose package can be run (`python -m <service>`)."""
+    return [
+        (name, port) for name, port in SERVICES if (ROOT / "services" / name / name / "__main__.py").exists()
+    ]
+
+
+def http_healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{SETTINGS.metrics_host}:{port}/healthz", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def start_infra() -> list[str]:
+    """Start what is missing; returns the names of the components started now."""
+    started = []
+    for component in INFRA:
+        if component.healthy():
+            say(f"  {component.name:<10} reused     {component.address}")
+            continue
+        pid_name = "ferretdb" if component.name == "database" else component.name
+        if read_pid(pid_name) is None:
+            component.start()
+            started.append(pid_name)
+        wait_for(component.name, component.healthy, component.timeout, pid_name)
+        say(f"  {component.name:<10} started    {component.address}")
+    return started
+
+
+def start_services() -> list[str]:
+    started = []
+    for name, port in existing_services():
+        if http_healthy(port):
+            say(f"  {name:<10} reused     metrics http://{SETTINGS.metrics_host}:{port}")
+            continue
+        if read_pid(name) is None:
+            spawn(name, [PYTHON, "-m", name])
+            started.append(name)
+        wait_for(f"service {name}", lambda port=port: http_healthy(port), 90, name)
+        say(f"  {name:<10} started    metrics http://{SETTINGS.metrics_host}:{port}")
+    return started
+
+
+def seed_demo() -> None:
+    """Create the synthetic academy and the demo accounts (idempotent), and print them."""
+    if (ROOT / "services" / "directory" / "directory" / "admin.py").exists():
+        subprocess.run([PYTHON, "-m", "directory.admin", "seed-demo"], cwd=ROOT, check=True)
+
+
+def status() -> int:
+    rows = []
+    for component in INFRA:
+        pid_name = "ferretdb" if component.name == "database" else component.name
+        pid = read_pid(pid_name)
+        state = "healthy" if component.healthy() else "down"
+        rows.append((component.name, state, str(pid or "-"), component.address))
+    for name, port in existing_services():
+        pid = read_pid(name)
+        state = "healthy" if http_healthy(port) else "down"
+        rows.append((name, state, str(pid or "-"), f"http://{SETTINGS.metrics_host}:{port}/metrics"))
+    say(f"{'component':<11}{'state':<9}{'pid':<9}address")
+    for row in rows:
+        say(f"{row[0]:<11}{row[1]:<9}{row[2]:<9}{row[3]}")
+    say(f"logs: {LOG}")
+    return 0 if all(row[1] == "healthy" for row in rows) else 1
+
+
+def endpoints() -> None:
+    say("")
+    say("What runs where:")
+    say(f"  SMTP (MX)           {SETTINGS.smtp_host}:{SETTINGS.smtp_mx_port}")
+    say(f"  SMTP (submission)   {SETTINGS.smtp_host}:{SETTINGS.smtp_submission_port}")
+    say(f"  webmail             {SETTINGS.public_url}")
+    say(f"  directory (gRPC)    {SETTINGS.directory_address}")
+    say(f"  RabbitMQ            {SETTINGS.amqp_url.split('@')[-1]}  (management http://127.0.0.1:15672)")
+    say(f"  clamd               {SETTINGS.clamd_host}:{SETTINGS.clamd_port}")
+    say(f"  database            {SETTINGS.mongodb_url}")
+    for name, port in existing_services():
+        say(f"  {name:<19} http://{SETTINGS.metrics_host}:{port}/metrics  /healthz")
+    say(f"  logs                {LOG}/")
+    say("Stop everything with `make stop`.")
+
+
+def stop(names: list[str] | None = None) -> None:
+    """Stop services then infrastructure (only those this script started)."""
+    order = [name for name, _ in reversed(SERVICES)] + ["ferretdb", "clamd", "rabbitmq"]
+    for name in order:
+        if names is not None and name not in names:
+            continue
+        if stop_pid(name):
+            say(f"  stopped {name}")
+    if (names is None or "rabbitmq" in names) and (RUN / "epmd.started").exists():
+        subprocess.run(["epmd", "-kill"], capture_output=True, check=False)
+        (RUN / "epmd.started").unlink(missing_ok=True)
+        say("  stopped epmd")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "infra", "status", "stop", "run"])
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "infra":
+        say("Infrastructure:")
+        start_infra()
+        return 0
+    if args.command == "up":
+        say("Infrastructure:")
+        start_infra()
+        say("Services:")
+        start_services()
+        seed_demo()
+        endpoints()
+        return 0
+    if args.command == "status":
+        return status()
+    if args.command == "stop":
+        stop()
+        return 0
+    # run: infrastructure for a command (the test suite), stopped afterwards if it was started for it.
+    cmd = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    if not cmd:
+        parser.error("run needs a command after --")
+    say("Infrastructure:")
+    started = start_infra()
+    (RUN / "started-for-run.json").write_text(json.dumps(started))
+    try:
+        return subprocess.call(cmd, cwd=ROOT)
+    finally:
+        if started and os.environ.get("KEEP_INFRA") != "1":
+            say("Stopping the infrastructure started for this run:")
+            stop(started)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,224 @@
+"""Configuration of every service, read from environment variables.
+
+This is the one place where the platform's settings are named, defaulted and documented. Each setting is
+declared once with `_setting(...)`; `Settings.load()` reads them all from the environment, and
+`python -m common.config` prints the table that README.md carries (a test keeps the two in step).
+Defaults suit a developer machine: everything on 127.0.0.1, state under the project's `var/` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+#: The project's root folder (the one holding pyproject.toml), used for local state defaults.
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _setting(env: str, default: str, doc: str, kind: type = str):
+    """Declare a setting: its environment variable, default (as text), description and type."""
+    return field(default=None, metadata={"env": env, "default": default, "doc": doc, "kind": kind})
+
+
+def _parse(kind: type, env: str, raw: str):
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{env}={raw!r}: expected a boolean (true/false)")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{env}={raw!r}: expected an integer") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{env}={raw!r}: expected a number") from None
+    return raw
+
+
+_STATE = str(PROJECT_ROOT / "var")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the platform. Read it with `Settings.load()` (or `get_settings()`)."""
+
+    # --- identity -------------------------------------------------------------------------------------
+    mail_domain: str = _setting("MAIL_DOMAIN", "ac-montpellier.fr", "Mail domain of the academy's staff.")
+    academy_name: str = _setting("ACADEMY_NAME", "Académie de Montpellier", "Name shown to users.")
+    state_dir: str = _setting("STATE_DIR", "<project>/var", "Local state: logs, pids, data of local servers.")
+    log_level: str = _setting("LOG_LEVEL", "INFO", "Log level of every service (DEBUG, INFO, WARNING…).")
+
+    # --- infrastructure -------------------------------------------------------------------------------
+    amqp_url: str = _setting("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//", "RabbitMQ connection URL.")
+    mongodb_url: str = _setting(
+        "MONGODB_URL",
+        "mongodb://127.0.0.1:27017/",
+        "Database URL. When unset, `make run` starts a local FerretDB on 127.0.0.1:27017.",
+    )
+    database_name: str = _setting("DATABASE_NAME", "webmail", "Database holding every collection.")
+    clamd_host: str = _setting("CLAMD_HOST", "127.0.0.1", "clamd TCP host.")
+    clamd_port: int = _setting("CLAMD_PORT", "3310", "clamd TCP port.", int)
+    clamd_timeout: float = _setting("CLAMD_TIMEOUT", "30", "Seconds to wait for one clamd answer.", float)
+
+    # --- event bus ------------------------------------------------------------------------------------
+    max_attempts: int = _setting(
+        "EVENT_MAX_ATTEMPTS",
+        "5",
+        "Attempts of a failing event handler before the event is dead-lettered.",
+        int,
+    )
+    retry_delays: str = _setting(
+        "EVENT_RETRY_DELAYS",
+        "1,5,30,120,600",
+        "Back-off between attempts, in seconds (comma-separated; the last one repeats).",
+    )
+    publish_timeout: float = _setting(
+        "EVENT_PUBLISH_TIMEOUT", "10", "Seconds to wait for the broker to confirm a published event.", float
+    )
+    worker_count: int = _setting("WORKER_COUNT", "10", "Concurrent handlers per nameko service process.", int)
+
+    # --- network endpoints ----------------------------------------------------------------------------
+    smtp_host: str = _setting("SMTP_HOST", "127.0.0.1", "Address the SMTP servers listen on.")
+    smtp_mx_port: int = _setting("SMTP_MX_PORT", "2525", "Incoming mail (MX) port; 25 in production.", int)
+    smtp_submission_port: int = _setting(
+        "SMTP_SUBMISSION_PORT", "2587", "Submission port (STARTTLS + AUTH); 587 in production.", int
+    )
+    webmail_host: str = _setting("WEBMAIL_HOST", "127.0.0.1", "Address the webmail listens on.")
+    webmail_port: int = _setting("WEBMAIL_PORT", "8080", "Webmail HTTP port.", int)
+    public_url: str = _setting(
+        "PUBLIC_URL", "http://127.0.0.1:8080", "Public URL of the webmail, used to build links in mails."
+    )
+    directory_address: str = _setting("DIRECTORY_ADDRESS", "127.0.0.1:50051", "Directory gRPC address.")
+    metrics_host: str = _setting(
+        "METRICS_HOST", "127.0.0.1", "Address the /metrics and /healthz servers bind."
+    )
+    ingest_metrics_port: int = _setting("INGEST_METRICS_PORT", "9101", "ingest /metrics and /healthz.", int)
+    scan_metrics_port: int = _setting("SCAN_METRICS_PORT", "9102", "scan /metrics and /healthz.", int)
+    spam_metrics_port: int = _setting("SPAM_METRICS_PORT", "9103", "spam /metrics and /healthz.", int)
+    delivery_metrics_port: int = _setting(
+        "DELIVERY_METRICS_PORT", "9104", "delivery /metrics and /healthz.", int
+    )
+    directory_metrics_port: int = _setting(
+        "DIRECTORY_METRICS_PORT", "9105", "directory /metrics and /healthz.", int
+    )
+    notify_metrics_port: int = _setting("NOTIFY_METRICS_PORT", "9106", "notify /metrics and /healthz.", int)
+    webmail_metrics_port: int = _setting(
+        "WEBMAIL_METRICS_PORT", "9107", "webmail /metrics and /healthz.", int
+    )
+
+    # --- spam -----------------------------------------------------------------------------------------
+    spam_model_dir: str = _setting(
+        "SPAM_MODEL_DIR", "", "Local cache of spam model versions (empty: STATE_DIR/models/spam)."
+    )
+    spam_corpus_dir: str = _setting(
+        "SPAM_CORPUS_DIR", "", "Cache of the spam training corpus (empty: STATE_DIR/corpus)."
+    )
+    spam_threshold: float = _setting(
+        "SPAM_THRESHOLD", "0", "Spam score from which mail is junk (0: the model's own).", float
+    )
+    spam_model_poll_seconds: float = _setting(
+        "SPAM_MODEL_POLL_SECONDS", "30", "Seconds between checks of the active spam model.", float
+    )
+    spam_feedback_daily_cap: int = _setting(
+        "SPAM_FEEDBACK_DAILY_CAP", "50", "Spam reports per user and day that may train the shared model.", int
+    )
+    spam_feedback_quorum: int = _setting(
+        "SPAM_FEEDBACK_QUORUM", "3", "Distinct reporters before a message trains at full weight.", int
+    )
+    spam_feedback_learning_rate: float = _setting(
+        "SPAM_FEEDBACK_LEARNING_RATE", "0.5", "Step size of one full-weight spam report.", float
+    )
+    spam_feedback_user_budget: float = _setting(
+        "SPAM_FEEDBACK_USER_BUDGET", "2.0", "Largest change (L2) one user may make to the model.", float
+    )
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read every setting from `environ` (default: the process environment)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            meta = f.metadata
+            default = meta["default"].replace("<project>", str(PROJECT_ROOT))
+            raw = environ.get(meta["env"], default)
+            values[f.name] = _parse(meta["kind"], meta["env"], raw)
+        settings = cls(**values)
+        settings.retry_delay_seconds()  # validate early
+        return settings
+
+    def retry_delay_seconds(self) -> tuple[int, ...]:
+        """The back-off tiers, in seconds, parsed from EVENT_RETRY_DELAYS."""
+        try:
+            delays = tuple(int(part) for part in self.retry_delays.split(",") if part.strip())
+        except ValueError:
+            raise ConfigError(
+                f"EVENT_RETRY_DELAYS={self.retry_delays!r}: expected seconds like 1,5,30"
+            ) from None
+        if not delays or any(d <= 0 for d in delays):
+            raise ConfigError(f"EVENT_RETRY_DELAYS={self.retry_delays!r}: needs positive whole seconds")
+        return delays
+
+    @property
+    def state_path(self) -> Path:
+        """`state_dir` as a Path."""
+        return Path(self.state_dir)
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _cached
+    if _cached is None:
+        _cached = Settings.load()
+    return _cached
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests that change the environment call this)."""
+    global _cached
+    _cached = None
+
+
+def markdown_table() -> str:
+    """The configuration table, as README.md shows it."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(Settings):
+        meta = f.metadata
+        rows.append(f"| `{meta['env']}` | `{meta['default']}` | {meta['doc']} |")
+    return "\n".join(rows)
+
+
+def update_readme(readme: Path = PROJECT_ROOT / "README.md") -> bool:
+    """Rewrite the table between README.md's configuration markers; True if it changed."""
+    start, end = (
+        "<!-- configuration table: generated by `python -m common.config` -->",
+        "<!-- end of configuration table -->",
+    )
+    text = readme.read_text()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    updated = f"{head}{start}\n{markdown_table()}\n{end}{tail}"
+    if updated != text:
+        readme.write_text(updated)
+    return updated != text
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--update-readme"]:
+        print("README.md updated" if update_readme() else "README.md already up to date")
+    else:
+        sys.stdout.write(markdown_table() + "\n")

@@ -1,0 +1,1 @@
+"""Python stubs generated from proto/ at build time (`make proto`); never committed."""

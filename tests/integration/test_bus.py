@@ -1,0 +1,139 @@
+"""The event bus against the real RabbitMQ: a nameko service consumes, retries, dead-letters, replays."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kombu import Connection, Producer
+
+from common import deadletters
+from common.bus import ATTEMPTS_HEADER, QUEUE_HEADER, REASON_HEADER, EventPublisher, PublishError
+from common.config import get_settings
+from common.events import EventType, register_event_type
+from common.topology import ConsumerSpec, declare, register_consumer
+from tests.helpers import ServiceProcess, free_port, wait_until
+
+PROBE = ConsumerSpec("probe", "probe.ping")
+register_event_type(EventType("probe.ping", 1, {"n": int}, "bus test probe"))
+register_event_type(EventType("probe.nobody", 1, {}, "an event no service consumes"))
+register_consumer(PROBE)
+
+
+@pytest.fixture
+def probe_queues():
+    """The probe's queues, declared and emptied so that each test starts clean."""
+    url = get_settings().amqp_url
+    with Connection(url) as conn:
+        declare(conn.default_channel, [PROBE], (1,))
+        for queue in PROBE.all_queues((1,)):
+            queue(conn.default_channel).purge()
+    return PROBE
+
+
+@pytest.fixture
+def probe(database, probe_queues, tmp_path):
+    """The probe nameko service, running as a process against the real broker and database."""
+    port = free_port()
+    service = ServiceProcess(
+        ["tests/integration/probe_service.py"],
+        env={
+            "DATABASE_NAME": database.name,
+            "EVENT_RETRY_DELAYS": "1",
+            "EVENT_MAX_ATTEMPTS": "3",
+            "PROBE_METRICS_PORT": str(port),
+            "PYTHONPATH": ".",
+        },
+        health_port=port,
+        log_path=tmp_path / "probe.log",
+    )
+    try:
+        service.wait_healthy()
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def publisher():
+    publisher = EventPublisher(source="tests")
+    yield publisher
+    publisher.close()
+
+
+def test_published_event_is_consumed_by_a_nameko_service(probe, database, publisher):
+    envelope = publisher.publish("probe.ping", {"n": 1})
+
+    record = wait_until(
+        lambda: database.probe_received.find_one({"_id": envelope.event_id}), what="consumption"
+    )
+    assert record["n"] == 1
+    assert record["trace_id"] == envelope.trace_id
+
+
+def test_many_events_are_each_consumed_once(probe, database, publisher):
+    sent = [publisher.publish("probe.ping", {"n": n}).event_id for n in range(200)]
+
+    wait_until(lambda: database.probe_received.count_documents({}) >= 200, timeout=60, what="200 events")
+    assert sorted(d["_id"] for d in database.probe_received.find({}, {"_id": 1})) == sorted(sent)
+
+
+def test_publishing_an_event_that_routes_nowhere_raises(publisher):
+    with pytest.raises(PublishError, match="routes to no queue"):
+        publisher.publish("probe.nobody", {})
+    # The lane stays usable: the next, routable publish is confirmed normally.
+    publisher.publish("probe.ping", {"n": 2})
+
+
+def test_publishing_an_unknown_or_invalid_event_is_refused(publisher):
+    from common.events import InvalidEvent
+
+    with pytest.raises(InvalidEvent):
+        publisher.publish("probe.unknown_type", {})
+    with pytest.raises(InvalidEvent, match="lacks 'n'"):
+        publisher.publish("probe.ping", {})
+
+
+def test_a_failing_handler_dead_letters_after_bounded_attempts_then_replays(probe, database, publisher):
+    database.probe_switch.insert_one({"_id": "fail"})
+    envelope = publisher.publish("probe.ping", {"n": 3})
+
+    letters = wait_until(lambda: deadletters.show(PROBE.queue_name), timeout=60, what="a dead letter")
+    assert [letter.event_id for letter in letters] == [envelope.event_id]
+    assert letters[0].attempts == 3
+    assert "probe failure requested by the test" in letters[0].reason
+    assert database.probe_received.count_documents({}) == 0
+    # show() does not consume: the letter is still there.
+    assert len(deadletters.show(PROBE.queue_name)) == 1
+
+    database.probe_switch.delete_many({})
+    assert deadletters.replay(PROBE.queue_name) == 1
+    wait_until(lambda: database.probe_received.find_one({"_id": envelope.event_id}), what="replayed event")
+    assert deadletters.show(PROBE.queue_name) == []
+
+
+def test_headers_of_a_dead_letter_name_queue_reason_and_attempts(probe, database, publisher):
+    database.probe_switch.insert_one({"_id": "fail"})
+    publisher.publish("probe.ping", {"n": 4})
+    with Connection(get_settings().amqp_url) as conn:
+        channel = conn.channel()
+        message = wait_until(lambda: channel.basic_get(PROBE.dead_letter_queue_name, no_ack=True), timeout=60)
+    assert message.headers[ATTEMPTS_HEADER] == 3
+    assert message.headers[QUEUE_HEADER] == PROBE.queue_name
+    assert "RuntimeError" in message.headers[REASON_HEADER]
+
+
+def test_an_unparseable_event_goes_straight_to_the_dead_letter_queue(probe, database):
+    with Connection(get_settings().amqp_url) as conn:
+        Producer(conn.default_channel).publish(
+            b"{not json", exchange="", routing_key=PROBE.queue_name, content_type="application/json"
+        )
+        Producer(conn.default_channel).publish(
+            json.dumps({"type": "probe.ping"}), exchange="", routing_key=PROBE.queue_name
+        )
+    letters = wait_until(
+        lambda: (found := deadletters.show(PROBE.queue_name)) and len(found) == 2 and found, timeout=30
+    )
+    assert all(letter.reason.startswith("invalid envelope") for letter in letters)
+    assert all(letter.attempts == 0 for letter in letters)
+    assert database.probe_received.count_documents({}) == 0

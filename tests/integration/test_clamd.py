@@ -1,0 +1,68 @@
+"""The real clamd, with the project's signature database, gives the verdicts the pipeline relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyclamd
+import pytest
+
+from common.config import get_settings
+
+TESTFILES = Path("/usr/share/clamav-testfiles")
+# Split so that this source file is not itself detected as the EICAR test file.
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+ORDINARY_MESSAGE = (
+    b"From: Camille Martin <camille.martin@ac-montpellier.fr>\r\n"
+    b"To: Louis Garcia <louis.garcia@ac-montpellier.fr>\r\n"
+    b"Subject: =?utf-8?q?Conseil_de_classe_de_3e_B?=\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"Bonjour Louis,\r\nle conseil de classe aura lieu jeudi a 17 h.\r\nBonne journee.\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def clamd():
+    settings = get_settings()
+    return pyclamd.ClamdNetworkSocket(settings.clamd_host, settings.clamd_port, timeout=30)
+
+
+def test_clamd_answers_ping(clamd):
+    assert clamd.ping()
+
+
+def test_eicar_is_found(clamd):
+    status, signature = clamd.scan_stream(EICAR)["stream"]
+    assert status == "FOUND"
+    assert "EICAR" in signature
+
+
+def test_eicar_inside_a_mail_attachment_is_found(clamd):
+    import base64
+
+    message = (
+        ORDINARY_MESSAGE.replace(
+            b"Content-Type: text/plain; charset=utf-8", b'Content-Type: multipart/mixed; boundary="b"'
+        ).split(b"\r\n\r\n", 1)[0]
+        + b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nVoir la piece jointe.\r\n--b\r\n"
+        + b'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="x.com"\r\n'
+        + b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(EICAR).replace(b"\n", b"\r\n")
+        + b"--b--\r\n"
+    )
+    status, signature = clamd.scan_stream(message)["stream"]
+    assert (status, "EICAR" in signature) == ("FOUND", True)
+
+
+@pytest.mark.parametrize("name", ["clam.exe", "clam.zip", "clam.exe.bz2", "clam-upx.exe"])
+def test_clamav_test_files_are_found(clamd, name):
+    status, signature = clamd.scan_stream((TESTFILES / name).read_bytes())["stream"]
+    assert status == "FOUND"
+    assert "clam" in signature
+
+
+def test_an_ordinary_message_is_clean(clamd):
+    assert clamd.scan_stream(ORDINARY_MESSAGE) is None
