@@ -18,7 +18,6 @@ import argparse
 import binascii
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -500,7 +499,6 @@ def main(argv: list[str]) -> int:
         parser.error("run needs a command after --")
     say("Infrastructure:")
     started = start_infra()
-    (RUN / "started-for-run.json").write_text(json.dumps(started))
     try:
         return subprocess.call(cmd, cwd=ROOT)
     finally:
