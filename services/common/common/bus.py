@@ -275,8 +275,9 @@ class EventConsumer(Consumer):
 
     queue_consumer = EventQueueConsumer()
 
-    def __init__(self, event_type: str, **kwargs):
+    def __init__(self, event_type: str, max_attempts: int | None = None, **kwargs):
         self.event_type = event_type
+        self.attempts_override = max_attempts
         self.spec: ConsumerSpec | None = None
         super().__init__(queue=None, requeue_on_error=False, **kwargs)
 
@@ -285,7 +286,7 @@ class EventConsumer(Consumer):
         self.spec = consumer(self.container.service_name, self.event_type)
         self.queue = self.spec.queue()
         self.delays = settings.retry_delay_seconds()
-        self.max_attempts = max(1, settings.max_attempts)
+        self.max_attempts = max(1, self.attempts_override or settings.max_attempts)
         self.republisher = EventPublisher(source=self.container.service_name, amqp_url=self.amqp_uri)
         with Connection(self.amqp_uri, connect_timeout=5) as conn:
             declare(conn.default_channel, [self.spec], self.delays)
@@ -396,11 +397,11 @@ class EventConsumer(Consumer):
         self.queue_consumer.ack_message(message)
 
 
-def event_handler(event_type: str):
+def event_handler(event_type: str, max_attempts: int | None = None):
     """Decorate a nameko service method as the handler of `event_type` (see EventConsumer).
 
     The method runs with the event's trace id attached to every log record, and its duration is
-    recorded in `bus_handler_seconds`.
+    recorded in `bus_handler_seconds`. `max_attempts` overrides EVENT_MAX_ATTEMPTS for this handler.
     """
 
     def decorate(fn):
@@ -410,6 +411,6 @@ def event_handler(event_type: str):
                 with HANDLER_SECONDS.labels(f"{self.name}.{event_type}").time():
                     return fn(self, envelope)
 
-        return EventConsumer.decorator(event_type)(traced)
+        return EventConsumer.decorator(event_type, max_attempts=max_attempts)(traced)
 
     return decorate

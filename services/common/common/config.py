@@ -144,6 +144,87 @@ class Settings:
         "SPAM_FEEDBACK_USER_BUDGET", "2.0", "Largest change (L2) one user may make to the model.", float
     )
 
+    # --- directory ------------------------------------------------------------------------------------
+    argon2_time_cost: int = _setting(
+        "ARGON2_TIME_COST", "3", "argon2id passes for passwords and NUMENs.", int
+    )
+    argon2_memory_kib: int = _setting("ARGON2_MEMORY_KIB", "65536", "argon2id memory cost, in KiB.", int)
+    argon2_parallelism: int = _setting("ARGON2_PARALLELISM", "4", "argon2id lanes.", int)
+    reset_token_ttl: int = _setting(
+        "RESET_TOKEN_TTL", "1800", "Lifetime of a password reset link, seconds.", int
+    )
+    deletion_retention_days: int = _setting(
+        "DELETION_RETENTION_DAYS", "30", "Days a deleted account can be restored before it is purged.", int
+    )
+    default_quota_bytes: int = _setting(
+        "DEFAULT_QUOTA_BYTES", "1073741824", "Mailbox quota of new accounts.", int
+    )
+    directory_admin_token: str = _setting(
+        "DIRECTORY_ADMIN_TOKEN", "", "Shared secret required on administrative RPCs (empty: not required)."
+    )
+    search_refresh_seconds: int = _setting(
+        "DIRECTORY_SEARCH_REFRESH", "60", "Seconds between reloads of the in-memory address-book index.", int
+    )
+    demo_password: str = _setting("DEMO_PASSWORD", "Montpellier-Demo-2026!", "Password of the demo account.")
+
+    # --- scan -----------------------------------------------------------------------------------------
+    scan_max_attempts: int = _setting(
+        "SCAN_MAX_ATTEMPTS",
+        "12",
+        "Attempts at a verdict while clamd is unreachable; then the mail waits in the dead-letter queue.",
+        int,
+    )
+
+    # --- ingest ---------------------------------------------------------------------------------------
+    ingest_hostname: str = _setting(
+        "INGEST_HOSTNAME", "", "Name ingest gives in its SMTP greeting and Received headers (empty: FQDN)."
+    )
+    ingest_max_message_bytes: int = _setting(
+        "INGEST_MAX_MESSAGE_BYTES", "26214400", "Largest message ingest accepts, in bytes (552 5.3.4).", int
+    )
+    ingest_max_header_bytes: int = _setting(
+        "INGEST_MAX_HEADER_BYTES", "102400", "Largest header section ingest accepts, in bytes.", int
+    )
+    ingest_max_recipients: int = _setting(
+        "INGEST_MAX_RECIPIENTS", "1000", "Recipients per message; the next RCPT gets 452 4.5.3.", int
+    )
+    ingest_max_sessions: int = _setting(
+        "INGEST_MAX_SESSIONS", "1000", "Concurrent SMTP sessions per ingest process (then 421).", int
+    )
+    ingest_session_deadline: float = _setting(
+        "INGEST_SESSION_DEADLINE", "600", "Seconds an SMTP session may last in all (then 421 4.4.2).", float
+    )
+    ingest_idle_timeout: float = _setting(
+        "INGEST_IDLE_TIMEOUT", "300", "Seconds ingest waits for the client's next command or data.", float
+    )
+    ingest_commit_timeout: float = _setting(
+        "INGEST_COMMIT_TIMEOUT", "30", "Seconds to store a message and publish its event (then 451).", float
+    )
+    ingest_directory_timeout: float = _setting(
+        "INGEST_DIRECTORY_TIMEOUT", "5", "Seconds ingest waits for one directory answer.", float
+    )
+    ingest_shutdown_grace: float = _setting(
+        "INGEST_SHUTDOWN_GRACE", "30", "Seconds sessions in progress may finish after SIGTERM.", float
+    )
+    ingest_tls_cert: str = _setting(
+        "INGEST_TLS_CERT", "", "STARTTLS certificate (PEM; empty: a self-signed one in STATE_DIR/data/tls)."
+    )
+    ingest_tls_key: str = _setting(
+        "INGEST_TLS_KEY", "", "STARTTLS private key (PEM; empty: beside the self-signed certificate)."
+    )
+
+    # --- notify and relay -----------------------------------------------------------------------------
+    notify_sender: str = _setting(
+        "NOTIFY_SENDER",
+        "Webmail académique <ne-pas-repondre@ac-montpellier.fr>",
+        "From address of the platform's own mails (notices, reset links).",
+    )
+    smarthost: str = _setting(
+        "SMARTHOST",
+        "",
+        "host:port of the relay for mail leaving the academy (empty: no relay; such mail waits and retries).",
+    )
+
     @classmethod
     def load(cls, environ: dict[str, str] | None = None) -> Settings:
         """Read every setting from `environ` (default: the process environment)."""

@@ -11,6 +11,8 @@
   EVENT_MAX_ATTEMPTS times (or could not be parsed) to `<queue>.dead`, with the failure reason in its
   headers, until an operator replays or discards it (`python -m common.deadletters`).
 - Every queue is durable and every event persistent, so a broker restart loses nothing.
+- `mail.live`: a topic exchange for transient browser notifications (routing key: mailbox address), the
+  one place where messages are not persistent: a notification nobody is connected to receive is dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from kombu import Exchange, Queue
 
 EVENTS_EXCHANGE = Exchange("mail.events", type="topic", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("mail.dead-letter", type="direct", durable=True)
+#: Transient notifications for connected browsers (routing key: the mailbox address). notify publishes,
+#: each webmail process binds an exclusive queue; nothing is kept for a user who is not connected.
+LIVE_EXCHANGE = Exchange("mail.live", type="topic", durable=True)
 
 
 @dataclass(frozen=True)

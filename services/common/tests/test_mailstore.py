@@ -1,0 +1,76 @@
+"""Parsing a message into the fields of a mailbox entry, whatever the message looks like."""
+
+import datetime as dt
+
+import pytest
+
+from common.mailstore import entry_id, summarize
+
+SIMPLE = (
+    b"From: =?utf-8?q?C=C3=A9line_Roux?= <Celine.Roux@ac-montpellier.fr>\r\n"
+    b"To: a@ac-montpellier.fr, B <b@ac-montpellier.fr>\r\n"
+    b"Cc: c@ac-montpellier.fr\r\n"
+    b"Subject: =?utf-8?q?R=C3=A9union_p=C3=A9dagogique?=\r\n"
+    b"Date: Thu, 26 Nov 2026 10:00:00 +0100\r\n"
+    b"Message-ID: <abc@ac-montpellier.fr>\r\n"
+    b"\r\n"
+    b"Bonjour   a tous,\r\n\r\nla reunion est deplacee.\r\n"
+)
+
+
+def test_headers_are_decoded_and_addresses_normalised():
+    summary = summarize(SIMPLE)
+    assert summary.sender.name == "Céline Roux"
+    assert summary.sender.address == "celine.roux@ac-montpellier.fr"
+    assert [a.address for a in summary.to] == ["a@ac-montpellier.fr", "b@ac-montpellier.fr"]
+    assert [a.address for a in summary.cc] == ["c@ac-montpellier.fr"]
+    assert summary.subject == "Réunion pédagogique"
+    assert summary.date == dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
+    assert summary.message_id_header == "<abc@ac-montpellier.fr>"
+    assert summary.snippet == "Bonjour a tous, la reunion est deplacee."
+
+
+def test_html_only_mail_gets_a_text_snippet_without_markup_or_scripts():
+    raw = (
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<html><script>alert(1)</script><style>p{}</style><p>Bonjour &amp; bienvenue</p></html>"
+    )
+    assert summarize(raw).snippet == "Bonjour & bienvenue"
+
+
+def test_attachments_are_listed_with_their_decoded_size():
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\ncorps\r\n"
+        b'--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="bulletin.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n"
+    )
+    summary = summarize(raw)
+    assert [(a.filename, a.content_type, a.size) for a in summary.attachments] == [
+        ("bulletin.pdf", "application/pdf", 9)
+    ]
+    assert summary.to_document()["has_attachments"] is True
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\x01\x02 not a message",
+        b"From: <<<>>>\r\nDate: demain\r\nSubject: \xff\xfe\r\n\r\n\xff",
+        b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nno end',
+        b"Content-Type: text/plain; charset=unknown-8\r\n\r\ncorps",
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n"
+        + b"--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n" * 500,
+        b"Subject: " + b"x" * 200_000 + b"\r\n\r\nbody",
+    ],
+)
+def test_malformed_mail_never_raises(raw):
+    summary = summarize(raw)
+    assert len(summary.snippet) <= 200
+
+
+def test_entry_ids_are_stable_and_distinct_per_copy():
+    assert entry_id("m", "a@x", "rcpt") == entry_id("m", "a@x", "rcpt")
+    assert entry_id("m", "a@x", "rcpt") != entry_id("m", "a@x", "sent")
+    assert len(entry_id("m", "a@x", "rcpt")) == 32

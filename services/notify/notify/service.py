@@ -1,0 +1,216 @@
+"""The notify service: tells connected browsers about new mail and sends the platform's own mails.
+
+- `mail.delivered`: a transient notification on the `mail.live` exchange (routing key: the mailbox) with
+  the entry's list fields and the folder's unread count, for the webmail to show without a reload; for a
+  Quarantine entry, also a notice mail to the recipient.
+- `account.reset_requested`: the reset link, mailed to the recovery address.
+- `account.password_changed`: a notice mailed to the mailbox.
+
+Mails go through the real SMTP path: to the academy's MX (ingest) for local addresses, to the SMARTHOST
+for outside ones. Sending is at-least-once with a claim per event in `notify_sent`: a redelivered event
+whose mail already left sends nothing; one that crashed mid-send sends again (same Message-ID).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+from email.message import EmailMessage
+
+from kombu import Connection, Producer
+from nameko.extensions import DependencyProvider
+from prometheus_client import Counter
+from pymongo.errors import DuplicateKeyError
+
+from common import mailstore
+from common.bus import event_handler
+from common.config import get_settings
+from common.db import utcnow
+from common.dependencies import DatabaseProvider
+from common.events import Envelope
+from common.topology import LIVE_EXCHANGE
+from notify import messages
+
+log = logging.getLogger(__name__)
+
+LIVE = Counter("notify_live_notifications_total", "Notifications sent to connected browsers.")
+MAILS = Counter("notify_mails_sent_total", "Mails the platform sent, by kind.", ["kind"])
+
+
+class RelayUnavailable(RuntimeError):
+    """A mail for outside the academy cannot leave: no smarthost is configured."""
+
+
+class Mailer:
+    """Sends a message over SMTP: local addresses to the MX, outside ones to the smarthost."""
+
+    def __init__(self, domain: str, mx: tuple[str, int], smarthost: str, timeout: float = 30.0):
+        self.domain, self.mx, self.smarthost, self.timeout = domain.lower(), mx, smarthost, timeout
+
+    def route(self, recipient: str) -> tuple[str, int]:
+        if recipient.rpartition("@")[2].lower() == self.domain:
+            return self.mx
+        if not self.smarthost:
+            raise RelayUnavailable(f"no SMARTHOST configured to reach {recipient.rpartition('@')[2]}")
+        host, _, port = self.smarthost.rpartition(":")
+        return host, int(port or 25)
+
+    def send(self, message: EmailMessage, recipient: str, envelope_sender: str = "") -> None:
+        host, port = self.route(recipient)
+        with smtplib.SMTP(host, port, timeout=self.timeout) as smtp:
+            # Null reverse path: these are automatic notices, which must never bounce back (RFC 3834).
+            smtp.send_message(message, from_addr=envelope_sender, to_addrs=[recipient])
+
+
+class MailerProvider(DependencyProvider):
+    def setup(self) -> None:
+        settings = get_settings()
+        self.mailer = Mailer(
+            settings.mail_domain, (settings.smtp_host, settings.smtp_mx_port), settings.smarthost
+        )
+
+    def get_dependency(self, worker_ctx) -> Mailer:
+        return self.mailer
+
+
+class LiveChannel:
+    """Publishes transient notifications to `mail.live`; nothing is kept when no browser listens."""
+
+    def __init__(self, url: str):
+        self.connection = Connection(url, connect_timeout=5)
+        self.producer = Producer(self.connection.channel(), exchange=LIVE_EXCHANGE)
+        LIVE_EXCHANGE(self.producer.channel).declare()
+
+    def publish(self, mailbox: str, notification: dict) -> None:
+        self.producer.publish(
+            json.dumps(notification, default=str),
+            routing_key=mailbox,
+            content_type="application/json",
+            delivery_mode=1,
+            retry=True,
+            retry_policy={"max_retries": 3},
+        )
+
+    def close(self) -> None:
+        self.connection.release()
+
+
+class LiveProvider(DependencyProvider):
+    def setup(self) -> None:
+        self.channel: LiveChannel | None = None
+
+    def get_dependency(self, worker_ctx) -> LiveChannel:
+        if self.channel is None:
+            self.channel = LiveChannel(self.container.config["AMQP_URI"])
+        return self.channel
+
+    def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+
+
+class NotifyService:
+    name = "notify"
+
+    db = DatabaseProvider()
+    live = LiveProvider()
+    mailer = MailerProvider()
+
+    @event_handler("mail.delivered")
+    def on_mail_delivered(self, envelope: Envelope) -> None:
+        payload = envelope.payload
+        entry = self.db.mailbox_entries.find_one(
+            {"_id": payload["entry_id"]},
+            {
+                "from": 1,
+                "subject": 1,
+                "snippet": 1,
+                "received_at": 1,
+                "virus": 1,
+                "envelope_from": 1,
+                "has_attachments": 1,
+            },
+        )
+        if entry is None:
+            raise LookupError(f"mailbox entry {payload['entry_id']} not found")
+        unread = self.db.mailbox_entries.count_documents(
+            {"mailbox": payload["mailbox"], "folder": payload["folder"], "flags.seen": False}
+        )
+        self.live.publish(
+            payload["mailbox"],
+            {
+                "type": "new_mail",
+                "mailbox": payload["mailbox"],
+                "folder": payload["folder"],
+                "entry_id": payload["entry_id"],
+                "from": entry.get("from"),
+                "subject": entry.get("subject", ""),
+                "snippet": entry.get("snippet", ""),
+                "has_attachments": entry.get("has_attachments", False),
+                "received_at": entry.get("received_at"),
+                "unread": unread,
+            },
+        )
+        LIVE.inc()
+        if payload["folder"] == mailstore.QUARANTINE:
+            settings = get_settings()
+            self._send_once(
+                envelope,
+                "quarantine",
+                payload["mailbox"],
+                messages.quarantined(
+                    settings.notify_sender,
+                    payload["mailbox"],
+                    entry,
+                    envelope.event_id,
+                    settings.mail_domain,
+                    settings.academy_name,
+                ),
+            )
+
+    @event_handler("account.reset_requested")
+    def on_reset_requested(self, envelope: Envelope) -> None:
+        settings = get_settings()
+        payload = envelope.payload
+        message = messages.reset_link(
+            settings.notify_sender,
+            payload["recovery_address"],
+            payload["reset_url"],
+            payload["expires_at"],
+            envelope.event_id,
+            settings.mail_domain,
+            settings.academy_name,
+        )
+        self._send_once(envelope, "reset", payload["recovery_address"], message)
+
+    @event_handler("account.password_changed")
+    def on_password_changed(self, envelope: Envelope) -> None:
+        settings = get_settings()
+        payload = envelope.payload
+        message = messages.password_changed(
+            settings.notify_sender,
+            payload["address"],
+            payload["changed_at"],
+            payload["reason"],
+            envelope.event_id,
+            settings.mail_domain,
+            settings.academy_name,
+        )
+        self._send_once(envelope, "password_changed", payload["address"], message)
+
+    def _send_once(self, envelope: Envelope, kind: str, recipient: str, message: EmailMessage) -> None:
+        claim_id = f"{envelope.event_id}:{kind}"
+        try:
+            self.db.notify_sent.insert_one(
+                {"_id": claim_id, "state": "sending", "kind": kind, "at": utcnow()}
+            )
+        except DuplicateKeyError:
+            if (self.db.notify_sent.find_one({"_id": claim_id}) or {}).get("state") == "sent":
+                log.info("notice already sent; redelivery ignored", extra={"kind": kind})
+                return
+        self.mailer.send(message, recipient)
+        self.db.notify_sent.update_one({"_id": claim_id}, {"$set": {"state": "sent", "sent_at": utcnow()}})
+        MAILS.labels(kind).inc()
+        # The address is not a secret, the reset link is: it is never logged.
+        log.info("mail sent", extra={"kind": kind, "recipient": recipient})
