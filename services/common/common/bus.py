@@ -237,11 +237,21 @@ class _BoundPublisher:
         self._publisher = publisher
 
     def publish(
-        self, event_type: str, payload: Mapping[str, Any], parent: Envelope | None = None, key: str = ""
+        self,
+        event_type: str,
+        payload: Mapping[str, Any],
+        parent: Envelope | None = None,
+        key: str = "",
+        trace_id: str | None = None,
     ) -> Envelope:
-        """Publish `event_type`; with `parent`, reuse its trace id and derive a stable event id."""
+        """Publish `event_type`; with `parent`, reuse its trace id and derive a stable event id.
+
+        Without a parent, a `key` gives a stable id too (uuid5 of type and key), for effects that have a
+        natural unique key of their own.
+        """
         if parent is None:
-            return self._publisher.publish(event_type, payload)
+            event_id = uuid.uuid5(_DERIVED_NAMESPACE, f"{event_type}/{key}").hex if key else None
+            return self._publisher.publish(event_type, payload, trace_id=trace_id or None, event_id=event_id)
         return self._publisher.publish(
             event_type,
             payload,

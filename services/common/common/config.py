@@ -225,6 +225,28 @@ class Settings:
         "host:port of the relay for mail leaving the academy (empty: no relay; such mail waits and retries).",
     )
 
+    # --- delivery -------------------------------------------------------------------------------------
+    mailbox_quota_bytes: int = _setting(
+        "MAILBOX_QUOTA_BYTES",
+        "1073741824",
+        "Default mailbox quota (bytes) when the directory gives none.",
+        int,
+    )
+    relay_poll_seconds: float = _setting(
+        "RELAY_POLL_SECONDS",
+        "5",
+        "How often delivery looks for outgoing mail due for (another) attempt.",
+        float,
+    )
+    relay_retry_delays: str = _setting(
+        "RELAY_RETRY_DELAYS",
+        "60,300,900,1800,3600",
+        "Seconds between relay attempts after a temporary failure (the last one repeats).",
+    )
+    relay_max_age_hours: float = _setting(
+        "RELAY_MAX_AGE_HOURS", "120", "Give up relaying (and bounce) after this many hours.", float
+    )
+
     @classmethod
     def load(cls, environ: dict[str, str] | None = None) -> Settings:
         """Read every setting from `environ` (default: the process environment)."""

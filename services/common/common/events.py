@@ -88,6 +88,12 @@ EVENT_TYPES: dict[str, EventType] = _types(
         "a mailbox entry was stored for one local recipient",
     ),
     EventType(
+        "mail.bounced",
+        1,
+        {"message_id": str, "sender": str, "recipient": str, "status": str, "diagnostic": str},
+        "a message could not be delivered to one recipient: the sender gets a French delivery report",
+    ),
+    EventType(
         "mail.feedback",
         1,
         {"account_id": str, "message_id": str, "label": str},

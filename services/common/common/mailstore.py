@@ -194,3 +194,30 @@ def insert_entries(db: Database, entries: Iterable[dict[str, Any]]) -> set[str]:
         duplicates = {entries[error["index"]]["_id"] for error in errors}
         return {entry["_id"] for entry in entries} - duplicates
     return {entry["_id"] for entry in entries}
+
+
+def add_usage(db: Database, entries: Iterable[dict[str, Any]]) -> None:
+    """Count the size of newly stored entries against their mailboxes (`mailboxes.used_bytes`)."""
+    totals: dict[str, int] = {}
+    for entry in entries:
+        totals[entry["mailbox"]] = totals.get(entry["mailbox"], 0) + int(entry.get("size", 0))
+    for mailbox, size in totals.items():
+        db.mailboxes.update_one({"_id": mailbox}, {"$inc": {"used_bytes": size}}, upsert=True)
+
+
+def over_quota(db: Database, mailboxes: list[str], size: int, default_quota: int) -> set[str]:
+    """The mailboxes among `mailboxes` that `size` more bytes would take over their quota.
+
+    Usage is a counter kept by `add_usage` (and lowered when mail is deleted for good): an approximation
+    under concurrent deliveries, which is what a quota needs, not an exact sum.
+    """
+    if not mailboxes:
+        return set()
+    usage = {doc["_id"]: doc for doc in db.mailboxes.find({"_id": {"$in": list(mailboxes)}})}
+    full = set()
+    for mailbox in mailboxes:
+        doc = usage.get(mailbox, {})
+        quota = doc.get("quota_bytes") or default_quota
+        if doc.get("used_bytes", 0) + size > quota:
+            full.add(mailbox)
+    return full

@@ -85,6 +85,7 @@ CONSUMERS: list[ConsumerSpec] = [
     ConsumerSpec("delivery", "mail.classified"),
     ConsumerSpec("delivery", "mail.infected"),
     ConsumerSpec("notify", "mail.delivered"),
+    ConsumerSpec("notify", "mail.bounced"),
     ConsumerSpec("notify", "account.reset_requested"),
     ConsumerSpec("notify", "account.password_changed"),
 ]

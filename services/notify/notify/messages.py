@@ -8,8 +8,10 @@ after a crash is recognisably the same message.
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import email.utils
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.mime.base import MIMEBase
 from zoneinfo import ZoneInfo
 
 
@@ -91,3 +93,59 @@ def quarantined(
         f"— {academy}\n"
     )
     return message
+
+
+_STATUS_TEXT = {
+    "5.1.1": "l'adresse du destinataire n'existe pas",
+    "5.2.2": "la boîte aux lettres du destinataire est pleine",
+    "4.4.7": "le serveur du destinataire n'a pas pu être joint dans le délai imparti",
+}
+
+
+def delivery_report(
+    sender_mailbox: str,
+    recipient: str,
+    failed_recipient: str,
+    status: str,
+    diagnostic: str,
+    original_headers: bytes,
+    event_id: str,
+    domain: str,
+    academy: str,
+) -> EmailMessage:
+    """A French delivery status notification (RFC 3464 multipart/report) for one failed recipient."""
+    reason = _STATUS_TEXT.get(status, "le serveur de destination l'a refusé")
+    subject_line = ""
+    try:
+        parsed = email.message_from_bytes(original_headers + b"\r\n", policy=email.policy.default)
+        subject_line = str(parsed.get("Subject") or "")
+    except Exception:  # noqa: BLE001 - a report is still owed when the original headers are broken
+        subject_line = ""
+    report = _base(sender_mailbox, recipient, "Message non distribué", event_id, domain)
+    report.set_content(
+        "Bonjour,\n\n"
+        f"Votre message{f' « {subject_line} »' if subject_line else ''} n'a pas pu être remis à "
+        f"{failed_recipient} : {reason}.\n\n"
+        f"Détail technique : {diagnostic}\n\n"
+        "Vérifiez l'adresse ou réessayez plus tard. Si le problème persiste, contactez l'assistance de votre "
+        "DSDEN ou du rectorat.\n\n"
+        f"— {academy}\n"
+    )
+    per_message = Message()
+    per_message["Reporting-MTA"] = f"dns; mail.{domain}"
+    per_recipient = Message()
+    per_recipient["Final-Recipient"] = f"rfc822; {failed_recipient}"
+    per_recipient["Action"] = "failed"
+    per_recipient["Status"] = status
+    per_recipient["Diagnostic-Code"] = diagnostic
+    report.make_mixed()
+    report.set_type("multipart/report")
+    report.set_param("report-type", "delivery-status")
+    status_part = MIMEBase("message", "delivery-status")
+    status_part.attach(per_message)
+    status_part.attach(per_recipient)
+    report.attach(status_part)
+    headers_part = MIMEBase("text", "rfc822-headers")
+    headers_part.set_payload(original_headers.decode("utf-8", errors="replace"))
+    report.attach(headers_part)
+    return report

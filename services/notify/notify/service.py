@@ -5,6 +5,7 @@
   Quarantine entry, also a notice mail to the recipient.
 - `account.reset_requested`: the reset link, mailed to the recovery address.
 - `account.password_changed`: a notice mailed to the mailbox.
+- `mail.bounced`: a French delivery status notification (RFC 3464) mailed to the sender.
 
 Mails go through the real SMTP path: to the academy's MX (ingest) for local addresses, to the SMARTHOST
 for outside ones. Sending is at-least-once with a claim per event in `notify_sent`: a redelivered event
@@ -26,8 +27,8 @@ from pymongo.errors import DuplicateKeyError
 from common import mailstore
 from common.bus import event_handler
 from common.config import get_settings
-from common.db import utcnow
-from common.dependencies import DatabaseProvider
+from common.db import BlobNotFound, utcnow
+from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
 from common.topology import LIVE_EXCHANGE
 from notify import messages
@@ -35,6 +36,9 @@ from notify import messages
 log = logging.getLogger(__name__)
 
 LIVE = Counter("notify_live_notifications_total", "Notifications sent to connected browsers.")
+#: How much of the original message a delivery report quotes (its headers only, RFC 3462).
+ORIGINAL_HEADERS_LIMIT = 64 * 1024
+
 MAILS = Counter("notify_mails_sent_total", "Mails the platform sent, by kind.", ["kind"])
 
 
@@ -114,6 +118,7 @@ class NotifyService:
     name = "notify"
 
     db = DatabaseProvider()
+    blobs = BlobStoreProvider()
     live = LiveProvider()
     mailer = MailerProvider()
 
@@ -168,6 +173,28 @@ class NotifyService:
                     settings.academy_name,
                 ),
             )
+
+    @event_handler("mail.bounced")
+    def on_mail_bounced(self, envelope: Envelope) -> None:
+        settings = get_settings()
+        payload = envelope.payload
+        try:
+            raw = self.blobs.get(payload["message_id"])
+            headers = raw[:ORIGINAL_HEADERS_LIMIT].split(b"\r\n\r\n", 1)[0]
+        except BlobNotFound:
+            headers = b""
+        report = messages.delivery_report(
+            f"Système de messagerie <MAILER-DAEMON@{settings.mail_domain}>",
+            payload["sender"],
+            payload["recipient"],
+            payload["status"],
+            payload["diagnostic"],
+            headers,
+            envelope.event_id,
+            settings.mail_domain,
+            settings.academy_name,
+        )
+        self._send_once(envelope, "bounce", payload["sender"], report)
 
     @event_handler("account.reset_requested")
     def on_reset_requested(self, envelope: Envelope) -> None:
