@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping  # noqa: E402
 
 from kombu import Connection  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
+from prometheus_client import REGISTRY  # noqa: E402
 
 from common.config import get_settings  # noqa: E402
 from common.logs import setup_logging  # noqa: E402
@@ -51,6 +52,48 @@ def amqp_reachable(url: str | None = None) -> bool:
         return conn.connected
 
 
+class QueueDepthCollector:
+    """Prometheus collector: depth of this service's work, retry and dead-letter queues, read at scrape time.
+
+    Operators scale on these (the KEDA objects read the same numbers from RabbitMQ) and alert on
+    dead-letter growth. A broker that does not answer within two seconds yields no samples, not an error.
+    """
+
+    def __init__(self, service: str):
+        self.service = service
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from common.topology import CONSUMERS
+
+        settings = get_settings()
+        family = GaugeMetricFamily(
+            "bus_queue_depth", "Messages waiting in this service's queues.", labels=["queue", "kind"]
+        )
+        specs = [spec for spec in CONSUMERS if spec.service == self.service]
+        try:
+            with Connection(settings.amqp_url, connect_timeout=2) as conn:
+                channel = conn.channel()
+                queues = [(spec.queue_name, "work") for spec in specs]
+                queues += [(spec.dead_letter_queue_name, "dead") for spec in specs]
+                queues += [
+                    (spec.retry_queue_name(delay), "retry")
+                    for spec in specs
+                    for delay in settings.retry_delay_seconds()
+                ]
+                for name, kind in queues:
+                    try:
+                        _, depth, _ = channel.queue_declare(name, passive=True)
+                    except Exception:  # noqa: BLE001 - a queue not declared yet has no depth
+                        channel = conn.channel()
+                        continue
+                    family.add_metric([name, kind], depth)
+        except Exception:  # the broker being away must not break /metrics
+            log.warning("cannot read queue depths", exc_info=True)
+        yield family
+
+
 def run_service(
     service_cls: type,
     name: str,
@@ -59,6 +102,7 @@ def run_service(
 ) -> None:
     """Run `service_cls` until SIGTERM or SIGINT, then stop it gracefully (in-flight workers finish)."""
     setup_logging(name)
+    REGISTRY.register(QueueDepthCollector(name))
     runner = ServiceRunner(nameko_config())
     runner.add_service(service_cls)
 
