@@ -61,12 +61,13 @@ class ServiceProcess:
             start_new_session=True,
         )
 
-    def wait_healthy(self, timeout: float = 60.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0, accept: tuple[int, ...] = (200,)) -> None:
+        """Wait until /healthz answers one of `accept` (503 too, for a service started with a dependency down)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"service exited with {self.proc.returncode}:\n{self.output()}")
-            if healthz(self.health_port) == 200:
+            if healthz(self.health_port) in accept:
                 return
             time.sleep(0.2)
         raise AssertionError(f"service not healthy after {timeout}s:\n{self.output()}")

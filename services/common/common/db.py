@@ -5,9 +5,8 @@ The platform speaks the MongoDB wire protocol through pymongo, to MongoDB in pro
 transactions, no change streams, no TTL indexes (`purge_expired` expires in code), no `$text`, no
 `$lookup`, and no reliance on `find_one_and_update` being atomic (ids come from unique indexes instead).
 
-GridFS works on FerretDB v1.24 (checked by tests/integration/test_database.py), so raw messages and
-attachments are stored with `BlobStore`, a thin GridFS wrapper whose ids are chosen by the caller so that a
-second store of the same blob is a no-op.
+Raw messages, attachments and models are stored with `BlobStore`: GridFS's layout, but read and written
+by `_id` only (see its docstring for why), under ids the caller chooses, so a second store is a no-op.
 """
 
 from __future__ import annotations
@@ -17,10 +16,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gridfs
 import pymongo
-from gridfs.errors import FileExists, NoFile
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
 from pymongo.database import Database
 
 from common.config import get_settings
@@ -60,17 +57,6 @@ def ping(url: str | None = None) -> bool:
     return True
 
 
-#: Indexes of the collections the common package itself owns. Services declare theirs beside their code
-#: and pass them to `ensure_indexes` at start-up.
-CORE_INDEXES: dict[str, list[IndexModel]] = {
-    # One document per (consumer, event id): the idempotency record of every event handler.
-    "processed_events": [
-        IndexModel([("consumer", ASCENDING), ("event_id", ASCENDING)], unique=True, name="consumer_event"),
-        IndexModel([("processed_at", ASCENDING)], name="processed_at"),
-    ],
-}
-
-
 def ensure_indexes(db: Database, specs: Mapping[str, Sequence[IndexModel]]) -> None:
     """Create the indexes in `specs` ({collection: [IndexModel, ...]}); existing ones are left alone.
 
@@ -104,43 +90,82 @@ class BlobNotFound(KeyError):
 
 
 class BlobStore:
-    """Immutable blobs (raw messages, attachments) in a GridFS bucket, under ids the caller chooses."""
+    """Immutable blobs (raw messages, attachments, models) under ids the caller chooses.
+
+    The layout is GridFS's — a `<bucket>.files` document per blob, its bytes in `<bucket>.chunks` documents
+    with `files_id` and `n` — but every read and write goes by `_id`: the files document's `_id` is the
+    blob id and a chunk's is `<blob id>/<n>`. FerretDB v1's SQLite backend pushes only a lone string `_id`
+    filter down to SQLite and scans the whole collection for any other filter, so GridFS's own chunk
+    lookups (`files_id` and `n`) would read every chunk ever stored for each blob read.
+
+    Chunks are written first and the files document last, so a blob is visible only once complete; a
+    second `put` of the same id stores nothing.
+    """
 
     def __init__(self, db: Database, bucket: str = "blobs", chunk_size: int = 255 * 1024):
-        self._bucket = gridfs.GridFSBucket(db, bucket_name=bucket, chunk_size_bytes=chunk_size)
         self._files = db[f"{bucket}.files"]
+        self._chunks = db[f"{bucket}.chunks"]
+        self._chunk_size = chunk_size
 
     def put(self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
-        """Store `data` under `blob_id`. Returns False (and stores nothing) when it is already stored.
-
-        A half-written earlier attempt (chunks without a files document) is overwritten, since GridFS
-        writes the files document last.
-        """
-        if self._files.find_one({"_id": blob_id}, {"_id": 1}) is not None:
+        """Store `data` under `blob_id`. Returns False (and stores nothing) when it is already stored."""
+        if self.exists(blob_id):
             return False
-        self._bucket._chunks.delete_many({"files_id": blob_id})
+        count = max(1, -(-len(data) // self._chunk_size))
+        for n in range(count):
+            piece = data[n * self._chunk_size : (n + 1) * self._chunk_size]
+            # Overwrites the chunk a half-written earlier attempt may have left.
+            self._chunks.replace_one(
+                {"_id": f"{blob_id}/{n}"},
+                {"_id": f"{blob_id}/{n}", "files_id": blob_id, "n": n, "data": piece},
+                upsert=True,
+            )
         try:
-            self._bucket.upload_from_stream_with_id(blob_id, blob_id, data, metadata=dict(metadata or {}))
-        except FileExists:
-            return False
+            self._files.insert_one(
+                {
+                    "_id": blob_id,
+                    "length": len(data),
+                    "chunkSize": self._chunk_size,
+                    "chunks": count,
+                    "uploadDate": utcnow(),
+                    "metadata": dict(metadata or {}),
+                }
+            )
         except pymongo.errors.DuplicateKeyError:
             return False
         return True
 
     def get(self, blob_id: str) -> bytes:
         """The bytes stored under `blob_id`; raises BlobNotFound."""
-        try:
-            return self._bucket.open_download_stream(blob_id).read()
-        except NoFile:
-            raise BlobNotFound(blob_id) from None
+        head = self._files.find_one({"_id": blob_id})
+        if head is None:
+            raise BlobNotFound(blob_id)
+        parts = []
+        for n in range(head["chunks"]):
+            chunk = self._chunks.find_one({"_id": f"{blob_id}/{n}"})
+            if chunk is None:
+                raise BlobNotFound(f"{blob_id} (chunk {n} missing)")
+            parts.append(bytes(chunk["data"]))
+        data = b"".join(parts)
+        if len(data) != head["length"]:
+            raise BlobNotFound(f"{blob_id} (stored {len(data)} of {head['length']} bytes)")
+        return data
 
     def exists(self, blob_id: str) -> bool:
         """True when a complete blob is stored under `blob_id`."""
         return self._files.find_one({"_id": blob_id}, {"_id": 1}) is not None
 
+    def metadata(self, blob_id: str) -> dict[str, Any]:
+        """The metadata stored with `blob_id`; raises BlobNotFound."""
+        head = self._files.find_one({"_id": blob_id}, {"metadata": 1})
+        if head is None:
+            raise BlobNotFound(blob_id)
+        return head.get("metadata", {})
+
     def delete(self, blob_id: str) -> None:
-        """Remove the blob (no error if it is absent)."""
-        try:
-            self._bucket.delete(blob_id)
-        except NoFile:
-            pass
+        """Remove the blob (no error if it is absent); the files document goes first."""
+        head = self._files.find_one({"_id": blob_id}, {"chunks": 1})
+        self._files.delete_one({"_id": blob_id})
+        count = head["chunks"] if head else 1
+        for n in range(count):
+            self._chunks.delete_one({"_id": f"{blob_id}/{n}"})

@@ -213,10 +213,10 @@ def over_quota(db: Database, mailboxes: list[str], size: int, default_quota: int
     """
     if not mailboxes:
         return set()
-    usage = {doc["_id"]: doc for doc in db.mailboxes.find({"_id": {"$in": list(mailboxes)}})}
     full = set()
     for mailbox in mailboxes:
-        doc = usage.get(mailbox, {})
+        # One `_id` lookup each: FerretDB v1 scans the collection for `$in` (docs/ARCHITECTURE.md).
+        doc = db.mailboxes.find_one({"_id": mailbox}) or {}
         quota = doc.get("quota_bytes") or default_quota
         if doc.get("used_bytes", 0) + size > quota:
             full.add(mailbox)

@@ -188,9 +188,8 @@ class DeliveryService:
         message_id = envelope.payload["message_id"]
         # A redelivered event finds its entries already stored (and counted): they are not checked again.
         ids = {mailstore.entry_id(message_id, m, "rcpt"): m for m in mailboxes}
-        stored = {
-            ids[d["_id"]] for d in self.db.mailbox_entries.find({"_id": {"$in": list(ids)}}, {"_id": 1})
-        }
+        # One `_id` lookup each: FerretDB v1 scans the collection for `$in` (docs/ARCHITECTURE.md).
+        stored = {m for i, m in ids.items() if self.db.mailbox_entries.find_one({"_id": i}, {"_id": 1})}
         full = mailstore.over_quota(
             self.db, [m for m in mailboxes if m not in stored], size, settings.mailbox_quota_bytes
         )

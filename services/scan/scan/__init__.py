@@ -1,1 +1,1 @@
-"""scan service."""
+"""scan: antivirus verdicts from clamd for every received message (fails closed)."""
