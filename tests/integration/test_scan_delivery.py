@@ -225,3 +225,16 @@ def test_stages_expose_the_depth_of_their_queues(stages, database):
     assert 'bus_queue_depth{kind="work",queue="scan.mail.received"}' in text
     assert 'bus_queue_depth{kind="dead",queue="scan.mail.received.dead"}' in text
     assert 'bus_queue_depth{kind="retry",queue="scan.mail.received.retry.1s"}' in text
+
+
+def test_an_event_whose_raw_message_is_gone_is_dead_lettered_at_once(
+    stages, database, publisher, scanned_tap
+):
+    from common import deadletters
+
+    envelope = publisher.publish("mail.received", received("f" * 32, ["louis.garcia@ac-montpellier.fr"]))
+    letters = wait_until(lambda: deadletters.show("scan.mail.received"), timeout=20, what="a dead letter")
+    assert [letter.event_id for letter in letters] == [envelope.event_id]
+    assert "BlobNotFound" in letters[0].reason
+    assert letters[0].attempts == 1  # no retry: the message is gone for good
+    assert scanned_tap.get() is None

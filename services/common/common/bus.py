@@ -33,6 +33,7 @@ from nameko.messaging import Consumer, QueueConsumer
 from prometheus_client import Counter, Histogram
 
 from common.config import get_settings
+from common.errors import PermanentFailure
 from common.events import Envelope, InvalidEvent
 from common.logs import trace_context
 from common.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, ConsumerSpec, consumer, declare
@@ -335,6 +336,7 @@ class EventConsumer(Consumer):
             self.queue_consumer.ack_message(message)
             return result, exc_info
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
+        permanent = issubclass(exc_info[0], PermanentFailure)
         reason = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()
         headers = {
             ATTEMPTS_HEADER: attempts,
@@ -343,7 +345,7 @@ class EventConsumer(Consumer):
             FAILED_AT_HEADER: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         try:
-            if attempts >= self.max_attempts:
+            if permanent or attempts >= self.max_attempts:
                 self.republisher.publish_envelope(
                     envelope, exchange=DEAD_LETTER_EXCHANGE, routing_key=queue_name, headers=headers
                 )

@@ -21,6 +21,7 @@ from pymongo import IndexModel
 from pymongo.database import Database
 
 from common.config import get_settings
+from common.errors import PermanentFailure
 
 _clients: dict[str, pymongo.MongoClient] = {}
 _clients_lock = threading.Lock()
@@ -85,8 +86,13 @@ def purge_expired(db: Database, collection: str, field: str, now: dt.datetime | 
     return result.deleted_count
 
 
-class BlobNotFound(KeyError):
-    """No blob is stored under that id."""
+class BlobNotFound(KeyError, PermanentFailure):
+    """No blob is stored under that id.
+
+    A permanent failure for event handlers: ingest deletes the blob of a message whose `mail.received`
+    it could not confirm (the sender retries), so an event naming a missing blob is dead-lettered, not
+    retried.
+    """
 
 
 class BlobStore:
