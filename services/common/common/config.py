@@ -144,6 +144,13 @@ class Settings:
         "SPAM_FEEDBACK_USER_BUDGET", "2.0", "Largest change (L2) one user may make to the model.", float
     )
 
+    spam_feedback_publish_seconds: float = _setting(
+        "SPAM_FEEDBACK_PUBLISH_SECONDS",
+        "900",
+        "How often user reports are folded into a new active spam model version.",
+        float,
+    )
+
     # --- directory ------------------------------------------------------------------------------------
     argon2_time_cost: int = _setting(
         "ARGON2_TIME_COST", "3", "argon2id passes for passwords and NUMENs.", int
