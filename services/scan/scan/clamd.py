@@ -1,0 +1,105 @@
+"""The clamd client: one INSTREAM scan per message through pyclamd, turned into a `Verdict`.
+
+Anything short of an explicit answer is an error, never "clean": the service retries it with back-off and
+the message is held meanwhile. clamd's own "cannot scan completely" alerts (limits exceeded, encrypted
+archives, broken executables — enabled by the project's clamd configuration) come back as FOUND with a
+`Heuristics.*` signature and are quarantined like any virus.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from dataclasses import dataclass
+
+import pyclamd
+
+from scan.exceptions import ScannerUnavailable
+
+CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """clamd's answer about one message."""
+
+    infected: bool
+    signature: str = ""
+    engine: str = ""
+
+    @property
+    def label(self) -> str:
+        return "infected" if self.infected else "clean"
+
+
+class _SendAll:
+    """A socket whose send() sends everything: pyclamd uses send(), which may send only part of a chunk."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    def send(self, data: bytes) -> int:
+        self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class _Clamd(pyclamd.ClamdNetworkSocket):
+    def _init_socket(self) -> None:
+        super()._init_socket()
+        self.clamd_socket = _SendAll(self.clamd_socket)
+
+
+class ClamdScanner:
+    """Scans byte strings with clamd over TCP; thread-safe (one connection per scan, as clamd expects)."""
+
+    def __init__(self, host: str, port: int, timeout: float, version_ttl: float = 300.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self._version_ttl = version_ttl
+        self._version: tuple[float, str] | None = None
+
+    def _client(self) -> _Clamd:
+        try:
+            return _Clamd(self.host, self.port, timeout=self.timeout)
+        except (pyclamd.ConnectionError, OSError) as exc:
+            raise ScannerUnavailable(f"clamd at {self.host}:{self.port} unreachable: {exc}") from exc
+
+    def engine(self) -> str:
+        """clamd's engine and signature version (e.g. "ClamAV 1.4.6/27470/…"), cached for a while."""
+        now = time.monotonic()
+        if self._version is None or now - self._version[0] > self._version_ttl:
+            try:
+                self._version = (now, self._client().version().strip())
+            except (pyclamd.ConnectionError, OSError) as exc:
+                raise ScannerUnavailable(f"clamd VERSION failed: {exc}") from exc
+        return self._version[1]
+
+    def ping(self) -> bool:
+        """True when clamd answers PING."""
+        try:
+            return bool(self._client().ping())
+        except (ScannerUnavailable, pyclamd.ConnectionError, OSError):
+            return False
+
+    def scan(self, data: bytes) -> Verdict:
+        """The verdict for `data`; raises ScannerUnavailable when clamd cannot give one."""
+        engine = self.engine()
+        client = self._client()
+        try:
+            # A file-like object: pyclamd's bytes path sends a stray terminator when the size is a
+            # multiple of the chunk size.
+            result = client.scan_stream(io.BytesIO(data), chunk_size=CHUNK_SIZE)
+        except pyclamd.BufferTooLongError:
+            # Larger than clamd's StreamMaxLength: it cannot be scanned completely, so it is not clean.
+            return Verdict(True, "Heuristics.Limits.Exceeded.StreamMaxLength", engine)
+        except (pyclamd.ConnectionError, OSError) as exc:
+            raise ScannerUnavailable(f"clamd scan failed: {exc}") from exc
+        if result is None:
+            return Verdict(False, "", engine)
+        status, detail = result.get("stream", ("ERROR", f"unexpected answer {result!r}"))
+        if status == "FOUND":
+            return Verdict(True, detail, engine)
+        raise ScannerUnavailable(f"clamd answered {status}: {detail}")

@@ -1,0 +1,85 @@
+"""Helpers for tests of the mail pipeline: run services as real processes, watch events, store raw mail."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from kombu import Connection
+
+from common.config import get_settings
+from common.db import BlobStore
+from common.topology import CONSUMERS, ConsumerSpec, declare, register_consumer
+from tests.helpers import ServiceProcess, free_port
+
+STAGE_PORT_SETTINGS = {
+    "directory": "DIRECTORY_METRICS_PORT",
+    "ingest": "INGEST_METRICS_PORT",
+    "scan": "SCAN_METRICS_PORT",
+    "spam": "SPAM_METRICS_PORT",
+    "delivery": "DELIVERY_METRICS_PORT",
+    "notify": "NOTIFY_METRICS_PORT",
+}
+
+
+def purge_pipeline_queues() -> None:
+    """Empty every consumer queue, so a test sees only its own events."""
+    with Connection(get_settings().amqp_url) as conn:
+        declare(conn.default_channel, CONSUMERS, get_settings().retry_delay_seconds())
+        for spec in CONSUMERS:
+            for queue in spec.all_queues(get_settings().retry_delay_seconds()):
+                queue(conn.default_channel).purge()
+
+
+@contextlib.contextmanager
+def running_stages(
+    names: list[str], database_name: str, tmp_path: Path, healthy: bool = True, **env: str
+) -> Iterator[dict]:
+    """Start the named nameko stages as processes against `database_name`; stop them afterwards.
+
+    With `healthy=False` a stage only has to answer /healthz (a test may start it with a dependency down).
+    """
+    processes: dict[str, ServiceProcess] = {}
+    try:
+        for name in names:
+            port = free_port()
+            processes[name] = ServiceProcess(
+                ["-m", name],
+                env={"DATABASE_NAME": database_name, STAGE_PORT_SETTINGS[name]: str(port), **env},
+                health_port=port,
+                log_path=tmp_path / f"{name}.log",
+            )
+        for process in processes.values():
+            process.wait_healthy(accept=(200,) if healthy else (200, 503))
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+class EventTap:
+    """A queue of its own bound to an event type, to watch what the pipeline publishes."""
+
+    def __init__(self, event_type: str):
+        self.spec = ConsumerSpec(f"tap{uuid.uuid4().hex[:8]}", event_type)
+        register_consumer(self.spec)
+        self.connection = Connection(get_settings().amqp_url)
+        self.spec.queue()(self.connection.default_channel).declare()
+
+    def get(self) -> dict | None:
+        message = self.connection.default_channel.basic_get(self.spec.queue_name, no_ack=True)
+        return json.loads(message.body) if message else None
+
+    def close(self) -> None:
+        self.spec.queue()(self.connection.default_channel).delete()
+        self.connection.release()
+
+
+def store_raw(database, raw: bytes) -> str:
+    """Store a raw message as ingest would and return its id."""
+    message_id = uuid.uuid4().hex
+    BlobStore(database).put(message_id, raw)
+    return message_id
