@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROTOS := $(wildcard proto/*.proto)
 
 .PHONY: help bootstrap bootstrap-bench proto lint format test test-unit run stop status model corpus \
-	bench bench-spam bench-directory bench-scan clean
+	bench bench-spam bench-directory bench-scan bench-pipeline bench-peak clean
 
 help:
 	@echo "make run     install, start the infrastructure, every service and the demo data"
@@ -13,6 +13,7 @@ help:
 	@echo "make status  what runs where"
 	@echo "make bench   benchmarks (figures in BENCHMARKS.md)"
 	@echo "make model   train the spam model on the SpamAssassin corpus and activate it"
+	@echo "make bench-peak  burst of mail against autoscaled scan workers (figure: docs/operations-peak.png)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -71,6 +72,12 @@ bench-directory: proto
 
 bench-scan: proto
 	$(PY) scripts/stack.py run -- $(PY) bench/bench_scan.py
+
+bench-pipeline: proto
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_pipeline.py
+
+bench-peak: proto
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_peak.py
 
 clean: stop
 	rm -rf var

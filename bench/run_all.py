@@ -16,9 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 BENCHMARKS = [
+    ("end to end, SMTP to mailbox", ["bench/bench_pipeline.py"]),
     ("scan stage vs raw clamd", ["bench/bench_scan.py", "--messages", "1000"]),
     ("directory", ["bench/bench_directory.py"]),
     ("spam filters", ["bench/bench_spam.py"]),
+    ("peak: scan backlog with autoscaled workers", ["bench/bench_peak.py"]),
 ]
 
 

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the platform needs on a fresh Debian machine, idempotently:
-#   - Debian packages (RabbitMQ, ClamAV and its test files, …), only those missing;
+#   - Debian packages (RabbitMQ, ClamAV and its test files, Prometheus, swaks; with `bench`, bogofilter and
+#     SpamAssassin), only those missing;
 #   - the Python virtualenv .venv with the pinned dependencies (pyproject.toml + constraints.txt);
-#   - FerretDB v1.24.2 in var/bin when no MONGODB_URL is given (built once from tools/ferretdb).
+#   - FerretDB v1.24.2 in var/bin when no MONGODB_URL is given (built once from tools/ferretdb);
+#   - kustomize (pinned) in var/bin, for the manifest tests; promtool and prometheus come from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles)
+# Infrastructure, the local Prometheus (and promtool), swaks for the SMTP tests. `bootstrap.sh bench` also
+# installs the reference filters the spam benchmark compares against.
+APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles prometheus swaks)
+if [ "${1:-}" = "bench" ]; then
+  APT_PACKAGES+=(bogofilter spamassassin spamc)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -36,4 +43,20 @@ fi
 
 if [ -z "${MONGODB_URL:-}" ]; then
   .venv/bin/python -c "import sys; sys.path.insert(0, 'scripts'); import stack; stack.ferretdb_binary()"
+fi
+
+# kustomize renders deploy/ for the manifest tests (tests/deploy): built once from the Go module proxy
+# into the project's bin folder, rebuilt when the pinned version changes. promtool comes with Debian's
+# `prometheus` above.
+KUSTOMIZE_VERSION=v5.8.1
+BIN_DIR="${STATE_DIR:-$PWD/var}/bin"
+if [ ! -x "$BIN_DIR/kustomize" ] || [ "$(cat "$BIN_DIR/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then
+  if command -v go >/dev/null; then
+    echo "Building kustomize $KUSTOMIZE_VERSION into $BIN_DIR (first run only)"
+    mkdir -p "$BIN_DIR"
+    GOTOOLCHAIN=local GOBIN="$BIN_DIR" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+    echo "$KUSTOMIZE_VERSION" > "$BIN_DIR/kustomize.version"
+  else
+    echo "Go is not installed: kustomize cannot be built, the manifest tests (tests/deploy) will fail" >&2
+  fi
 fi

@@ -1,6 +1,6 @@
 """Starts, checks and stops the platform on one machine: infrastructure and services.
 
-    python scripts/stack.py up          infrastructure, then every service that exists, then demo data
+    python scripts/stack.py up          infrastructure, every service that exists, local Prometheus, demo data
     python scripts/stack.py infra       infrastructure only (RabbitMQ, clamd, the database)
     python scripts/stack.py status      what runs where
     python scripts/stack.py stop        stop what this script started (by the pids it recorded)
@@ -421,6 +421,121 @@ def seed_demo() -> None:
         subprocess.run([PYTHON, "-m", "directory.admin", "seed-demo"], cwd=ROOT, check=True)
 
 
+# --- local Prometheus (make run) --------------------------------------------------------------------------
+# Debian's `prometheus`, scraping every running service's /metrics and RabbitMQ's per-queue metrics, with
+# the platform's recording and alerting rules (the `spec` of deploy/base/monitoring/prometheusrule.yaml,
+# the same rules the cluster's Prometheus Operator loads). Its configuration is generated at each start.
+
+PROMETHEUS_PORT = 9090
+PROMETHEUS_RULES = ROOT / "deploy" / "base" / "monitoring" / "prometheusrule.yaml"
+RABBITMQ_METRICS_PORT = 15692
+
+
+def prometheus_config(
+    targets: list[tuple[str, str]], rabbitmq: str | None, rule_files: list[str], interval: str = "5s"
+) -> dict:
+    """A Prometheus configuration: one job per (service, host:port) and one for RabbitMQ's plugin.
+
+    Job names are the service names, as the ServiceMonitor's jobLabel gives in the cluster, so the rules
+    and dashboards work unchanged on both.
+    """
+    jobs = [
+        {"job_name": name, "static_configs": [{"targets": [address]}], "metrics_path": "/metrics"}
+        for name, address in targets
+    ]
+    if rabbitmq:
+        # /metrics/per-object: one series per queue (the aggregated /metrics has no queue label).
+        jobs.append(
+            {
+                "job_name": "rabbitmq",
+                "static_configs": [{"targets": [rabbitmq]}],
+                "metrics_path": "/metrics/per-object",
+            }
+        )
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": "4s"},
+        "rule_files": rule_files,
+        "scrape_configs": jobs,
+    }
+
+
+def write_prometheus_files(directory: Path, targets: list[tuple[str, str]], rabbitmq: str | None) -> Path:
+    """Write prometheus.yml and rules.yml into `directory`; returns the configuration's path."""
+    import json
+
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rules = yaml.safe_load(PROMETHEUS_RULES.read_text())["spec"]
+    (directory / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    config = prometheus_config(targets, rabbitmq, [str(directory / "rules.yml")])
+    path = directory / "prometheus.yml"
+    path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    return path
+
+
+def prometheus_command(config: Path, data: Path, port: int) -> list[str]:
+    """The command line of a Prometheus server on 127.0.0.1:`port` keeping its data in `data`."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        "--storage.tsdb.retention.time=7d",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
+
+
+def prometheus_ready(port: int = PROMETHEUS_PORT) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def local_prometheus_files() -> Path:
+    """(Re)generate the local Prometheus configuration for the services that exist now."""
+    rabbit_host = urlsplit(SETTINGS.amqp_url).hostname or "127.0.0.1"
+    targets = [(name, f"{SETTINGS.metrics_host}:{port}") for name, port in existing_services()]
+    return write_prometheus_files(DATA / "prometheus", targets, f"{rabbit_host}:{RABBITMQ_METRICS_PORT}")
+
+
+def start_prometheus() -> None:
+    if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
+        raise SystemExit("prometheus is not installed: run `make bootstrap`")
+    config = local_prometheus_files()
+    spawn("prometheus", prometheus_command(config, DATA / "prometheus" / "tsdb", PROMETHEUS_PORT))
+
+
+PROMETHEUS = Component(
+    "prometheus", f"http://127.0.0.1:{PROMETHEUS_PORT}", prometheus_ready, start_prometheus, timeout=60
+)
+
+
+def start_monitoring() -> list[str]:
+    """Start the local Prometheus if none answers; reload ours when the set of services changed."""
+    if PROMETHEUS.healthy():
+        pid = read_pid("prometheus")
+        if pid is not None:  # ours: pick up services that appeared since it started
+            local_prometheus_files()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+        say(f"  {PROMETHEUS.name:<10} reused     {PROMETHEUS.address}")
+        return []
+    started = []
+    if read_pid("prometheus") is None:
+        PROMETHEUS.start()
+        started.append("prometheus")
+    wait_for(PROMETHEUS.name, PROMETHEUS.healthy, PROMETHEUS.timeout, "prometheus")
+    say(f"  {PROMETHEUS.name:<10} started    {PROMETHEUS.address}")
+    return started
+
+
+# --- end of local Prometheus --------------------------------------------------------------------------------
+
+
 def status() -> int:
     rows = []
     for component in INFRA:
@@ -432,6 +547,14 @@ def status() -> int:
         pid = read_pid(name)
         state = "healthy" if http_healthy(port) else "down"
         rows.append((name, state, str(pid or "-"), f"http://{SETTINGS.metrics_host}:{port}/metrics"))
+    rows.append(
+        (
+            PROMETHEUS.name,
+            "healthy" if PROMETHEUS.healthy() else "down",
+            str(read_pid("prometheus") or "-"),
+            PROMETHEUS.address,
+        )
+    )
     say(f"{'component':<11}{'state':<9}{'pid':<9}address")
     for row in rows:
         say(f"{row[0]:<11}{row[1]:<9}{row[2]:<9}{row[3]}")
@@ -451,13 +574,14 @@ def endpoints() -> None:
     say(f"  database            {SETTINGS.mongodb_url}")
     for name, port in existing_services():
         say(f"  {name:<19} http://{SETTINGS.metrics_host}:{port}/metrics  /healthz")
+    say(f"  Prometheus          {PROMETHEUS.address}  (rules: deploy/base/monitoring/prometheusrule.yaml)")
     say(f"  logs                {LOG}/")
     say("Stop everything with `make stop`.")
 
 
 def stop(names: list[str] | None = None) -> None:
     """Stop services then infrastructure (only those this script started)."""
-    order = [name for name, _ in reversed(SERVICES)] + ["ferretdb", "clamd", "rabbitmq"]
+    order = ["prometheus"] + [name for name, _ in reversed(SERVICES)] + ["ferretdb", "clamd", "rabbitmq"]
     for name in order:
         if names is not None and name not in names:
             continue
@@ -485,6 +609,8 @@ def main(argv: list[str]) -> int:
         start_infra()
         say("Services:")
         start_services()
+        say("Monitoring:")
+        start_monitoring()
         seed_demo()
         endpoints()
         return 0
