@@ -567,7 +567,8 @@ def endpoints() -> None:
     say("What runs where:")
     say(f"  SMTP (MX)           {SETTINGS.smtp_host}:{SETTINGS.smtp_mx_port}")
     say(f"  SMTP (submission)   {SETTINGS.smtp_host}:{SETTINGS.smtp_submission_port}")
-    say(f"  webmail             {SETTINGS.public_url}")
+    if any(name == "webmail" for name, _ in existing_services()):
+        say(f"  webmail             {SETTINGS.public_url}")
     say(f"  directory (gRPC)    {SETTINGS.directory_address}")
     say(f"  RabbitMQ            {SETTINGS.amqp_url.split('@')[-1]}  (management http://127.0.0.1:15672)")
     say(f"  clamd               {SETTINGS.clamd_host}:{SETTINGS.clamd_port}")
