@@ -1,0 +1,135 @@
+"""Storing a received message and publishing its `mail.received` event: the step before ingest says 250.
+
+The order is fixed: the raw message is stored once (blob id = the new message id), then `mail.received`
+is published and confirmed by the broker. Only when both succeeded may the client get 250. Any failure
+raises `CommitFailed`, which the handler answers with 451 4.3.0 (temporary: the sender keeps the
+message and tries again).
+
+Nothing half-delivered stays visible: a blob whose transaction did not end in 250 is deleted, at once
+when its fate is known, or as soon as a store or publish still running in its thread finishes (a
+timeout does not stop a thread). The pipeline starts only from a `mail.received` event, so a blob no
+event names is never delivered; if deleting it fails too (database down), it stays as an orphan no
+event or mailbox references.
+
+One ambiguity is inherent to confirms: a publish that timed out may still have reached the broker. The
+blob is then deleted anyway, so that the sender's retry is the only copy delivered; scan must treat a
+`mail.received` whose blob is missing as gone (dead-letter it), not as an error to retry forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class BlobWriter(Protocol):
+    """The part of `common.db.BlobStore` ingest uses."""
+
+    def put(self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None = None) -> bool: ...
+
+    def delete(self, blob_id: str) -> None: ...
+
+
+class EventSink(Protocol):
+    """The part of `common.bus.EventPublisher` ingest uses (blocking, raises PublishError)."""
+
+    def publish(self, event_type: str, payload: Mapping[str, Any], *, trace_id: str | None = None) -> Any: ...
+
+
+class CommitFailed(RuntimeError):
+    """The message could not be both stored and announced; `stage` is "store" or "publish"."""
+
+    def __init__(self, stage: str, cause: BaseException | None):
+        super().__init__(f"{stage} failed: {type(cause).__name__ if cause else 'unknown'}: {cause}")
+        self.stage = stage
+        self.cause = cause
+
+
+class Committer:
+    """Stores then publishes, within `timeout` seconds in all, on `executor`'s threads."""
+
+    def __init__(self, blobs: BlobWriter, events: EventSink, executor: Executor, timeout: float):
+        self.blobs = blobs
+        self.events = events
+        self.executor = executor
+        self.timeout = timeout
+
+    async def commit(
+        self,
+        message_id: str,
+        data: bytes,
+        metadata: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        trace_id: str,
+    ) -> None:
+        """Store `data` under `message_id`, then publish `mail.received`; raises CommitFailed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+
+        stored = self._run(self.blobs.put, message_id, data, metadata)
+        try:
+            created = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(stored)), max(0.0, deadline - loop.time())
+            )
+        except asyncio.CancelledError:
+            self._discard_when_done(stored, message_id)
+            raise
+        except Exception as exc:
+            self._discard_when_done(stored, message_id)
+            raise CommitFailed("store", exc) from exc
+        if not created:
+            # A fresh uuid4 already stored: impossible unless something else wrote it. Not ours to
+            # delete, and not ours to announce.
+            raise CommitFailed("store", FileExistsError(message_id))
+
+        published = self._run(self._publish, payload, trace_id)
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(published)), max(0.0, deadline - loop.time())
+            )
+        except asyncio.CancelledError:
+            self._discard_when_done(published, message_id)
+            raise
+        except Exception as exc:
+            self._discard_when_done(published, message_id)
+            raise CommitFailed("publish", exc) from exc
+
+    def _publish(self, payload: Mapping[str, Any], trace_id: str) -> None:
+        self.events.publish("mail.received", payload, trace_id=trace_id)
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        return self.executor.submit(fn, *args)
+
+    def _discard_when_done(self, pending: concurrent.futures.Future[Any], message_id: str) -> None:
+        """Delete the blob once `pending` (a store or a publish) has finished, whatever its outcome.
+
+        The callback hangs on the thread's own future, not on the event loop, so it runs even if the
+        loop has stopped by then (a shutdown in the middle of a commit).
+        """
+        pending.add_done_callback(lambda _: self._delete_soon(message_id))
+
+    def _delete_soon(self, message_id: str) -> None:
+        # A future that is already done runs its callback at once, in the event loop's thread: hand the
+        # (blocking) deletion to a worker instead, or do it here if the pool is gone (shutdown).
+        try:
+            self.executor.submit(self._delete, message_id)
+        except RuntimeError:
+            self._delete(message_id)
+
+    def _delete(self, message_id: str) -> None:
+        try:
+            self.blobs.delete(message_id)
+        except Exception:  # the database is likely what failed; the orphan is harmless
+            log.warning(
+                "could not delete the blob of a refused message; it stays orphaned (no event names it)",
+                extra={"message_id": message_id},
+                exc_info=True,
+            )
+        else:
+            log.info("deleted the blob of a message that was not accepted", extra={"message_id": message_id})
