@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from common.bus import EventPublisher
-from common.mailstore import entry_id
 from tests.helpers import wait_until
 from tests.pipeline import EventTap, purge_pipeline_queues, running_stages, store_raw
 
@@ -123,7 +122,7 @@ def test_classified_mail_is_filed_once_per_recipient_with_its_list_fields(stages
     publisher.publish("mail.classified", event)
 
     entry = database.mailbox_entries.find_one(
-        {"_id": entry_id(message_id, "prof7@ac-montpellier.fr", "rcpt")}
+        {"message_id": message_id, "mailbox": "prof7@ac-montpellier.fr"}
     )
     assert entry["folder"] == "INBOX"
     assert entry["subject"] == "Conseil de classe"
@@ -238,3 +237,29 @@ def test_an_event_whose_raw_message_is_gone_is_dead_lettered_at_once(
     assert "BlobNotFound" in letters[0].reason
     assert letters[0].attempts == 1  # no retry: the message is gone for good
     assert scanned_tap.get() is None
+
+
+def test_a_senders_retry_after_a_lost_250_is_filed_once(stages, database, publisher):
+    """Same Message-ID header and envelope sender, two stored copies: one entry per mailbox."""
+    raw = message("Convocation")
+    first, second = store_raw(database, raw), store_raw(database, raw)
+    for message_id in (first, second):
+        event = {**received(message_id, ["louis.garcia@ac-montpellier.fr"]), "verdict": "ham", "score": 0.1}
+        event.pop("size")
+        publisher.publish("mail.classified", {**event, "model_version": "t"})
+    wait_until(
+        lambda: database.mailbox_entries.count_documents({"mailbox": "louis.garcia@ac-montpellier.fr"}) >= 1
+    )
+    import time
+
+    time.sleep(2)
+    assert database.mailbox_entries.count_documents({"mailbox": "louis.garcia@ac-montpellier.fr"}) == 1
+    # Without a Message-ID header, two copies are two messages.
+    bare = b"From: a@exemple.org\r\nSubject: sans identifiant\r\n\r\ncorps\r\n"
+    for message_id in (store_raw(database, bare), store_raw(database, bare)):
+        event = {**received(message_id, ["ines.bernard@ac-montpellier.fr"]), "verdict": "ham", "score": 0.1}
+        event.pop("size")
+        publisher.publish("mail.classified", {**event, "model_version": "t"})
+    wait_until(
+        lambda: database.mailbox_entries.count_documents({"mailbox": "ines.bernard@ac-montpellier.fr"}) == 2
+    )

@@ -5,8 +5,10 @@ message list shows — sender, recipients, subject, date, size, snippet, attachm
 never re-parses a message. The raw message stays in the blob store under `message_id`, stored once
 however many recipients it has.
 
-An entry's id is derived from (message id, mailbox, copy), so delivering the same message twice to the
-same mailbox is a no-op: that is delivery's idempotency key.
+An entry's id is derived from (message, mailbox, copy), so delivering the same message twice to the same
+mailbox is a no-op: that is delivery's idempotency key. "The same message" is the same stored copy, or
+the same Message-ID header from the same envelope sender (`delivery_key`), so that a sender's retry after a
+lost 250 does not give the recipient a second copy.
 """
 
 from __future__ import annotations
@@ -173,6 +175,20 @@ def summarize(raw: bytes) -> MessageSummary:
         snippet=snippet,
         attachments=attachments,
     )
+
+
+def delivery_key(message_id: str, message_id_header: str, envelope_sender: str) -> str:
+    """What identifies "the same message" for duplicate suppression in a mailbox.
+
+    A sender whose SMTP session broke after ingest had accepted its message, but before it read the
+    250, sends the message again: a second stored copy with a new internal id, but the same Message-ID
+    header and envelope sender. Keying entries on those two (like Cyrus IMAP's duplicate delivery
+    suppression) files it once. A message without a Message-ID header is keyed on its internal id.
+    """
+    header = message_id_header.strip()
+    if not header:
+        return message_id
+    return f"mid:{envelope_sender.lower()}\0{header}"
 
 
 def entry_id(message_id: str, mailbox: str, copy: str) -> str:

@@ -7,8 +7,10 @@
   ever relayed outside.
 
 The raw message is parsed once per event, not once per recipient. Entries have ids derived from
-(message, mailbox, copy), so a redelivered event adds nothing; `mail.delivered` is published for every
-entry with a derived event id, so a redelivery publishes the same events again and notify ignores them.
+(message, mailbox, copy) — the message being its Message-ID header and envelope sender when it has one
+(`mailstore.delivery_key`) — so a redelivered event, or a sender's retry after a lost 250, adds nothing;
+`mail.delivered` is published for every entry with a derived event id, so a redelivery publishes the same
+events again and notify ignores them.
 """
 
 from __future__ import annotations
@@ -95,14 +97,15 @@ class DeliveryService:
                 **summary,
                 **extra,
             }
+            key = mailstore.delivery_key(message_id, summary["message_id_header"], payload["sender"])
             local = sorted({r.lower() for r in payload["recipients"] if is_local(r, settings.mail_domain)})
             external = sorted({r for r in payload["recipients"] if not is_local(r, settings.mail_domain)})
             if folder != mailstore.QUARANTINE:
-                local = self._within_quota(envelope, local, len(raw))
+                local = self._within_quota(envelope, key, local, len(raw))
             entries = [
                 {
                     **base,
-                    "_id": mailstore.entry_id(message_id, mailbox, "rcpt"),
+                    "_id": mailstore.entry_id(key, mailbox, "rcpt"),
                     "mailbox": mailbox,
                     "folder": folder,
                     "flags": {"seen": False, "flagged": False, "answered": False},
@@ -114,7 +117,7 @@ class DeliveryService:
                 entries.append(
                     {
                         **base,
-                        "_id": mailstore.entry_id(message_id, author, "sent"),
+                        "_id": mailstore.entry_id(key, author, "sent"),
                         "mailbox": author,
                         "folder": mailstore.SENT,
                         "flags": {"seen": True, "flagged": False, "answered": False},
@@ -182,12 +185,11 @@ class DeliveryService:
             except DuplicateKeyError:
                 pass
 
-    def _within_quota(self, envelope: Envelope, mailboxes: list[str], size: int) -> list[str]:
+    def _within_quota(self, envelope: Envelope, key: str, mailboxes: list[str], size: int) -> list[str]:
         """The mailboxes with room for `size` more bytes; the others bounce (5.2.2, mailbox full)."""
         settings = get_settings()
-        message_id = envelope.payload["message_id"]
         # A redelivered event finds its entries already stored (and counted): they are not checked again.
-        ids = {mailstore.entry_id(message_id, m, "rcpt"): m for m in mailboxes}
+        ids = {mailstore.entry_id(key, m, "rcpt"): m for m in mailboxes}
         # One `_id` lookup each: FerretDB v1 scans the collection for `$in` (docs/ARCHITECTURE.md).
         stored = {m for i, m in ids.items() if self.db.mailbox_entries.find_one({"_id": i}, {"_id": 1})}
         full = mailstore.over_quota(
