@@ -49,9 +49,10 @@ class ServiceProcess:
     """A service started as a real process for a test, with its output kept for failure reports."""
 
     def __init__(self, args: list[str], env: dict[str, str], health_port: int, log_path: Path):
+        self.args, self.env = args, env
         self.health_port = health_port
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,
@@ -72,8 +73,20 @@ class ServiceProcess:
             time.sleep(0.2)
         raise AssertionError(f"service not healthy after {timeout}s:\n{self.output()}")
 
+    def kill(self) -> None:
+        """kill -9 the process group, as a crash would."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._log.close()
+
+    def restarted(self) -> ServiceProcess:
+        """A new process with the same command, environment and log file."""
+        return ServiceProcess(self.args, self.env, self.health_port, self.log_path)
+
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:

@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from kombu import Connection
+from kombu import Connection, Queue
 
 from common.config import get_settings
 from common.db import BlobStore
-from common.topology import CONSUMERS, ConsumerSpec, declare, register_consumer
+from common.topology import CONSUMERS, EVENTS_EXCHANGE, declare
 from tests.helpers import ServiceProcess, free_port
 
 STAGE_PORT_SETTINGS = {
@@ -61,20 +61,28 @@ def running_stages(
 
 
 class EventTap:
-    """A queue of its own bound to an event type, to watch what the pipeline publishes."""
+    """An exclusive queue of its own bound to an event type, to watch what the pipeline publishes.
+
+    It is not a registered consumer: it disappears with its connection, and `purge_pipeline_queues`
+    (which declares every registered consumer's queues) does not bring it back.
+    """
 
     def __init__(self, event_type: str):
-        self.spec = ConsumerSpec(f"tap{uuid.uuid4().hex[:8]}", event_type)
-        register_consumer(self.spec)
         self.connection = Connection(get_settings().amqp_url)
-        self.spec.queue()(self.connection.default_channel).declare()
+        self.queue = Queue(
+            f"tap.{uuid.uuid4().hex[:8]}.{event_type}",
+            EVENTS_EXCHANGE,
+            routing_key=event_type,
+            exclusive=True,
+            auto_delete=True,
+        )(self.connection.default_channel)
+        self.queue.declare()
 
     def get(self) -> dict | None:
-        message = self.connection.default_channel.basic_get(self.spec.queue_name, no_ack=True)
+        message = self.connection.default_channel.basic_get(self.queue.name, no_ack=True)
         return json.loads(message.body) if message else None
 
     def close(self) -> None:
-        self.spec.queue()(self.connection.default_channel).delete()
         self.connection.release()
 
 
