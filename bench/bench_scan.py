@@ -32,7 +32,7 @@ from common.config import get_settings  # noqa: E402
 from common.db import BlobStore, get_client  # noqa: E402
 from scan.clamd import ClamdScanner  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
-from tests.pipeline import EventTap, purge_pipeline_queues, running_stages  # noqa: E402
+from tests.pipeline import purge_pipeline_queues, running_stages  # noqa: E402
 
 console = Console()
 
@@ -78,7 +78,6 @@ def bench_stage(messages: list[bytes], workers: int) -> float:
                 ids.append(message_id)
                 progress.advance(task)
         purge_pipeline_queues()
-        tap = EventTap("mail.scanned")
         publisher = EventPublisher(source="bench")
         with (
             tempfile.TemporaryDirectory() as tmp,
@@ -112,7 +111,6 @@ def bench_stage(messages: list[bytes], workers: int) -> float:
                 wait_until(done, timeout=600, interval=0.2, what="every verdict")
             elapsed = time.perf_counter() - started
         publisher.close()
-        tap.close()
         return len(ids) / elapsed
     finally:
         client.drop_database(name)

@@ -8,7 +8,7 @@ import pytest
 from kombu import Connection, Producer
 
 from common import deadletters
-from common.bus import ATTEMPTS_HEADER, QUEUE_HEADER, REASON_HEADER, EventPublisher, PublishError
+from common.bus import ATTEMPTS_HEADER, QUEUE_HEADER, REASON_HEADER, PublishError
 from common.config import get_settings
 from common.events import EventType, register_event_type
 from common.topology import ConsumerSpec, declare, register_consumer
@@ -52,13 +52,6 @@ def probe(database, probe_queues, tmp_path):
         yield service
     finally:
         service.stop()
-
-
-@pytest.fixture
-def publisher():
-    publisher = EventPublisher(source="tests")
-    yield publisher
-    publisher.close()
 
 
 def test_published_event_is_consumed_by_a_nameko_service(probe, database, publisher):

@@ -7,26 +7,18 @@ import json
 import pytest
 from kombu import Connection, Queue
 
-from common.bus import EventPublisher
 from common.config import get_settings
 from common.mailstore import entry_id
 from common.topology import LIVE_EXCHANGE
 from tests.helpers import wait_until
 from tests.pipeline import purge_pipeline_queues, running_stages
-from tests.smtp_sink import SmtpSink
 
 MAILBOX = "louis.garcia@ac-montpellier.fr"
 
 
 @pytest.fixture
-def sinks():
-    with SmtpSink() as mx, SmtpSink() as smarthost:
-        yield mx, smarthost
-
-
-@pytest.fixture
-def notify(database, sinks, tmp_path):
-    mx, smarthost = sinks
+def notify(database, smtp_peers, tmp_path):
+    mx, smarthost = smtp_peers
     purge_pipeline_queues()
     with running_stages(
         ["notify"],
@@ -37,13 +29,6 @@ def notify(database, sinks, tmp_path):
         SMARTHOST=f"127.0.0.1:{smarthost.port}",
     ) as procs:
         yield procs
-
-
-@pytest.fixture
-def publisher():
-    p = EventPublisher(source="tests")
-    yield p
-    p.close()
 
 
 @pytest.fixture
@@ -91,8 +76,8 @@ def test_a_delivered_message_is_announced_live_with_the_unread_count(notify, dat
     assert notification["unread"] == 2
 
 
-def test_a_quarantined_message_brings_a_french_notice_through_the_mx(notify, sinks, database, publisher):
-    mx, _ = sinks
+def test_a_quarantined_message_brings_a_french_notice_through_the_mx(notify, smtp_peers, database, publisher):
+    mx, _ = smtp_peers
     database.mailbox_entries.insert_one(
         {
             "_id": entry_id("v1", MAILBOX, "rcpt"),
@@ -130,8 +115,10 @@ def test_a_quarantined_message_brings_a_french_notice_through_the_mx(notify, sin
     assert len(mx.received) == 1
 
 
-def test_a_reset_link_goes_to_the_outside_recovery_address_through_the_smarthost(notify, sinks, publisher):
-    mx, smarthost = sinks
+def test_a_reset_link_goes_to_the_outside_recovery_address_through_the_smarthost(
+    notify, smtp_peers, publisher
+):
+    mx, smarthost = smtp_peers
     publisher.publish(
         "account.reset_requested",
         {
@@ -151,8 +138,8 @@ def test_a_reset_link_goes_to_the_outside_recovery_address_through_the_smarthost
     assert mx.received == []
 
 
-def test_a_password_change_leaves_a_notice_in_the_mailbox(notify, sinks, publisher):
-    mx, _ = sinks
+def test_a_password_change_leaves_a_notice_in_the_mailbox(notify, smtp_peers, publisher):
+    mx, _ = smtp_peers
     publisher.publish(
         "account.password_changed",
         {"account_id": "a1", "address": MAILBOX, "changed_at": "2026-07-01T08:00:00Z", "reason": "reset"},

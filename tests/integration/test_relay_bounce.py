@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.bus import EventPublisher
 from tests.helpers import wait_until
 from tests.pipeline import purge_pipeline_queues, running_stages, store_raw
-from tests.smtp_sink import SmtpSink
 
 AUTHOR = "camille.martin@ac-montpellier.fr"
 RAW = (
@@ -21,14 +19,8 @@ RAW = (
 
 
 @pytest.fixture
-def peers():
-    with SmtpSink() as mx, SmtpSink() as smarthost:
-        yield mx, smarthost
-
-
-@pytest.fixture
-def stages(database, peers, tmp_path):
-    mx, smarthost = peers
+def stages(database, smtp_peers, tmp_path):
+    mx, smarthost = smtp_peers
     purge_pipeline_queues()
     with running_stages(
         ["delivery", "notify"],
@@ -41,13 +33,6 @@ def stages(database, peers, tmp_path):
         RELAY_RETRY_DELAYS="1",
     ) as procs:
         yield procs
-
-
-@pytest.fixture
-def publisher():
-    p = EventPublisher(source="tests")
-    yield p
-    p.close()
 
 
 def submission(
@@ -65,8 +50,10 @@ def submission(
     }
 
 
-def test_an_external_recipient_gets_the_message_through_the_smarthost(stages, peers, database, publisher):
-    _, smarthost = peers
+def test_an_external_recipient_gets_the_message_through_the_smarthost(
+    stages, smtp_peers, database, publisher
+):
+    _, smarthost = smtp_peers
     message_id = store_raw(database, RAW)
     publisher.publish(
         "mail.classified", submission(message_id, ["parent@exemple.org", "louis.garcia@ac-montpellier.fr"])
@@ -83,9 +70,9 @@ def test_an_external_recipient_gets_the_message_through_the_smarthost(stages, pe
 
 
 def test_a_refused_recipient_brings_a_french_delivery_report_to_the_sender(
-    stages, peers, database, publisher
+    stages, smtp_peers, database, publisher
 ):
-    mx, smarthost = peers
+    mx, smarthost = smtp_peers
     smarthost.handler.refuse_with = "550 5.1.1 No such user here"
     message_id = store_raw(database, RAW)
     publisher.publish("mail.classified", submission(message_id, ["inconnu@exemple.org"]))
@@ -104,8 +91,8 @@ def test_a_refused_recipient_brings_a_french_delivery_report_to_the_sender(
     assert database.outbound.find_one({"message_id": message_id})["state"] == "failed"
 
 
-def test_a_full_mailbox_refuses_new_mail_and_the_sender_is_told(stages, peers, database, publisher):
-    _, smarthost = peers
+def test_a_full_mailbox_refuses_new_mail_and_the_sender_is_told(stages, smtp_peers, database, publisher):
+    _, smarthost = smtp_peers
     database.mailboxes.insert_one(
         {"_id": "louis.garcia@ac-montpellier.fr", "used_bytes": 990, "quota_bytes": 1000}
     )

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from common.bus import EventPublisher
 from tests.helpers import wait_until
 from tests.pipeline import EventTap, purge_pipeline_queues, running_stages, store_raw
 
@@ -47,13 +46,6 @@ def stages(database, tmp_path):
     purge_pipeline_queues()
     with running_stages(["scan", "delivery"], database.name, tmp_path, EVENT_RETRY_DELAYS="1") as procs:
         yield procs
-
-
-@pytest.fixture
-def publisher():
-    p = EventPublisher(source="tests")
-    yield p
-    p.close()
 
 
 @pytest.fixture

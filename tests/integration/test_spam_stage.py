@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from common.bus import EventPublisher
 from spam.registry import ModelRegistry
 from spam.testing import corpus_or_skip, make_message, small_model
 from tests.helpers import wait_until
@@ -22,13 +21,6 @@ def stages(database, tmp_path):
         ["scan", "spam", "delivery"], database.name, tmp_path, EVENT_RETRY_DELAYS="1"
     ) as procs:
         yield procs
-
-
-@pytest.fixture
-def publisher():
-    p = EventPublisher(source="tests")
-    yield p
-    p.close()
 
 
 def received(message_id: str, recipients: list[str], sender: str) -> dict:

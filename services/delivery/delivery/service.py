@@ -15,6 +15,7 @@ events again and notify ignores them.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -144,8 +145,6 @@ class DeliveryService:
             )
         received_at = payload.get("received_at")
         if received_at and inserted:
-            import datetime as dt
-
             try:
                 accepted = dt.datetime.fromisoformat(received_at.replace("Z", "+00:00"))
                 LATENCY.observe(max(0.0, (utcnow() - accepted).total_seconds()))
