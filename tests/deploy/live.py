@@ -8,22 +8,19 @@ pipeline so that labelled metrics have samples, and removes everything afterward
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import smtplib
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.config import get_settings
+from tests import vhost
 from tests.helpers import ROOT, ServiceProcess, free_port, wait_until
 
-MANAGEMENT_PORT = 15672
 RABBITMQ_METRICS = "127.0.0.1:15692"
 #: Start order: the directory first (ingest asks it about recipients).
 ORDER = ("directory", "scan", "spam", "delivery", "notify", "ingest", "webmail")
@@ -44,40 +41,11 @@ def existing_services() -> list[str]:
     return [name for name in ORDER if (ROOT / "services" / name / name / "__main__.py").exists()]
 
 
-def _management(method: str, path: str, body: dict | None = None) -> int:
-    url = urllib.parse.urlsplit(get_settings().amqp_url)
-    host = url.hostname or "127.0.0.1"
-    auth = base64.b64encode(f"{url.username or 'guest'}:{url.password or 'guest'}".encode()).decode()
-    request = urllib.request.Request(
-        f"http://{host}:{MANAGEMENT_PORT}/api/{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 @contextlib.contextmanager
 def private_vhost(prefix: str = "webmail-test") -> Iterator[str]:
     """A fresh virtual host on the configured broker; yields its AMQP URL, deletes it afterwards."""
-    settings = get_settings()
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    user = urllib.parse.urlsplit(settings.amqp_url).username or "guest"
-    quoted = urllib.parse.quote(name, safe="")
-    assert _management("PUT", f"vhosts/{quoted}") in (201, 204), "cannot create a vhost (management API)"
-    try:
-        status = _management(
-            "PUT", f"permissions/{quoted}/{user}", {"configure": ".*", "write": ".*", "read": ".*"}
-        )
-        assert status in (201, 204), f"cannot grant {user} the vhost: HTTP {status}"
-        url = urllib.parse.urlsplit(settings.amqp_url)
-        yield f"{url.scheme}://{url.netloc}/{quoted}"
-    finally:
-        _management("DELETE", f"vhosts/{quoted}")
+    with vhost.private_vhost(get_settings().amqp_url, prefix) as url:
+        yield url
 
 
 @dataclass
