@@ -4,13 +4,15 @@
 #     SpamAssassin), only those missing;
 #   - the Python virtualenv .venv with the pinned dependencies (pyproject.toml + constraints.txt);
 #   - FerretDB v1.24.2 in var/bin when no MONGODB_URL is given (built once from tools/ferretdb);
-#   - kustomize (pinned) in var/bin, for the manifest tests; promtool and prometheus come from Debian.
+#   - kustomize (pinned) in var/bin, for the manifest tests; promtool and prometheus come from Debian;
+#   - the webmail's front-end assets (DSFR, htmx, axe-core) from npm into services/webmail/node_modules;
+#   - Debian's chromium, which the browser tests drive with Playwright.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Infrastructure, the local Prometheus (and promtool), swaks for the SMTP tests. `bootstrap.sh bench` also
 # installs the reference filters the spam benchmark compares against.
-APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles prometheus swaks)
+APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles prometheus swaks chromium fonts-dejavu-core)
 if [ "${1:-}" = "bench" ]; then
   APT_PACKAGES+=(bogofilter spamassassin spamc)
 fi
@@ -59,4 +61,13 @@ if [ ! -x "$BIN_DIR/kustomize" ] || [ "$(cat "$BIN_DIR/kustomize.version" 2>/dev
   else
     echo "Go is not installed: kustomize cannot be built, the manifest tests (tests/deploy) will fail" >&2
   fi
+fi
+
+# The webmail's assets, pinned by services/webmail/package-lock.json. Install scripts are skipped: the
+# DSFR's only one checks for a DSFR project configuration we do not use (we serve its built dist/).
+lock_stamp=$(sha256sum services/webmail/package-lock.json | cut -d' ' -f1)
+if [ "$(cat services/webmail/node_modules/.installed 2>/dev/null)" != "$lock_stamp" ]; then
+  echo "Installing the webmail's front-end assets (npm ci)"
+  npm ci --prefix services/webmail --ignore-scripts --no-audit --no-fund --silent
+  echo "$lock_stamp" > services/webmail/node_modules/.installed
 fi

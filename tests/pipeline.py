@@ -22,6 +22,7 @@ STAGE_PORT_SETTINGS = {
     "spam": "SPAM_METRICS_PORT",
     "delivery": "DELIVERY_METRICS_PORT",
     "notify": "NOTIFY_METRICS_PORT",
+    "webmail": "WEBMAIL_METRICS_PORT",
 }
 
 

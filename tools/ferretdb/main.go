@@ -6,6 +6,9 @@
 // `go install .../cmd/ferretdb@v1.24.2` panics at start-up because the module
 // archive lacks its generated build/version/version.txt; the embedding API
 // skips that check, so the same server code runs unchanged.
+//
+// Beside the server it runs the index keeper (idindex.go), which gives FerretDB's `_id` lookups an
+// SQLite index they can use (without it every `_id` lookup scans its table).
 package main
 
 import (
@@ -15,7 +18,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -24,6 +29,10 @@ func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	sqliteURL := flag.String("sqlite-url", "file:data/", "SQLite backend directory URI (must end with a slash)")
 	level := flag.String("log-level", "warn", "log level: debug, info, warn or error")
+	idIndexInterval := flag.Duration(
+		"id-index-interval", time.Second,
+		"how often the index keeper looks for tables without the _id lookup index (0: never)",
+	)
 	flag.Parse()
 
 	var lvl slog.Level
@@ -47,8 +56,27 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var keeper sync.WaitGroup
+	if *idIndexInterval > 0 {
+		dir, err := sqliteDir(*sqliteURL)
+		if err != nil {
+			logger.Error("invalid --sqlite-url", "error", err)
+			os.Exit(2)
+		}
+		if dir != "" {
+			keeper.Add(1)
+			go func() {
+				defer keeper.Done()
+				newIndexKeeper(dir, *idIndexInterval, logger).run(ctx)
+			}()
+		}
+	}
+
 	logger.Info("FerretDB listening", "addr", *listen, "sqlite", *sqliteURL)
-	if err := f.Run(ctx); err != nil {
+	err = f.Run(ctx)
+	stop()        // stops the keeper too when the server stopped on its own
+	keeper.Wait() // an index being built is finished or rolled back, never left half-done
+	if err != nil {
 		logger.Error("FerretDB stopped with an error", "error", err)
 		os.Exit(1)
 	}

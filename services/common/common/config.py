@@ -232,6 +232,29 @@ class Settings:
         "host:port of the relay for mail leaving the academy (empty: no relay; such mail waits and retries).",
     )
 
+    # --- webmail --------------------------------------------------------------------------------------
+    webmail_session_idle_minutes: float = _setting(
+        "WEBMAIL_SESSION_IDLE_MINUTES", "30", "A webmail session ends after this many idle minutes.", float
+    )
+    webmail_session_max_hours: float = _setting(
+        "WEBMAIL_SESSION_MAX_HOURS", "12", "A webmail session ends this long after login, whatever.", float
+    )
+    webmail_cookie_secure: bool = _setting(
+        "WEBMAIL_COOKIE_SECURE",
+        "true",
+        "Session cookie as `__Host-` + Secure (browsers accept it on https and on http://127.0.0.1).",
+        bool,
+    )
+    webmail_assets_dir: str = _setting(
+        "WEBMAIL_ASSETS_DIR",
+        "<project>/services/webmail/node_modules",
+        "Where the npm front-end assets (DSFR, htmx) are installed (`make bootstrap`).",
+    )
+    webmail_page_size: int = _setting("WEBMAIL_PAGE_SIZE", "50", "Messages per page in a folder.", int)
+    webmail_max_upload_bytes: int = _setting(
+        "WEBMAIL_MAX_UPLOAD_BYTES", "26214400", "Largest total of attachments on one message (bytes).", int
+    )
+
     # --- delivery -------------------------------------------------------------------------------------
     mailbox_quota_bytes: int = _setting(
         "MAILBOX_QUOTA_BYTES",

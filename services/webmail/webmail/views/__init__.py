@@ -1,0 +1,1 @@
+"""The webmail's pages, one module per area; each module's `setup(app)` adds its routes."""

@@ -1,0 +1,7 @@
+"""mail pages of the webmail (to be written)."""
+
+from aiohttp import web
+
+
+def setup(app: web.Application) -> None:
+    """Add this module's routes."""
