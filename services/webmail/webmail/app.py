@@ -40,7 +40,7 @@ SESSIONS = web.AppKey("sessions", SessionStore)
 PUBLISHER = web.AppKey("publisher", object)
 
 #: Views, in route order. Each module has `setup(app)`.
-VIEW_MODULES = ("webmail.views.auth", "webmail.views.help", "webmail.views.mail")
+VIEW_MODULES = ("webmail.views.auth", "webmail.views.help", "webmail.views.mail", "webmail.views.compose")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
