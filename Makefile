@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROTOS := $(wildcard proto/*.proto)
 
 .PHONY: help bootstrap bootstrap-bench proto lint format test test-unit run stop status model corpus \
-	bench bench-spam bench-directory bench-scan bench-pipeline bench-peak clean
+	bench bench-spam bench-directory bench-scan bench-pipeline bench-peak bench-webmail clean
 
 help:
 	@echo "make run     install, start the infrastructure, every service and the demo data"
@@ -73,11 +73,16 @@ bench-directory: proto
 bench-scan: proto
 	$(PY) scripts/stack.py run -- $(PY) bench/bench_scan.py
 
-bench-pipeline: proto
+# Against a private Postfix (Debian's package, from bootstrap-bench) delivering the same load to Maildir.
+bench-pipeline: proto bootstrap-bench
 	$(PY) scripts/stack.py run -- $(PY) bench/bench_pipeline.py
 
 bench-peak: proto
 	$(PY) scripts/stack.py run -- $(PY) bench/bench_peak.py
+
+# One mailbox of 100,000 messages: server-side time of the inbox, a deep page, a message, a search.
+bench-webmail: proto
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_webmail.py
 
 clean: stop
 	rm -rf var

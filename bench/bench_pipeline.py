@@ -1,57 +1,93 @@
-"""End-to-end throughput: SMTP sessions in, mailbox entries out, every message scanned and classified.
+"""End-to-end throughput, SMTP to mailbox, against Debian's Postfix delivering to Maildir in the same run.
 
-    .venv/bin/python bench/bench_pipeline.py [--messages 1000] [--sessions 20] [--size 4096]
+    .venv/bin/python bench/bench_pipeline.py [--messages 1000] [--sessions 20] [--size 4096] [--no-postfix]
 
-Starts the whole platform as processes on a scratch database (tests/platform.py: directory, ingest,
-scan, spam, delivery, notify), then `--sessions` concurrent SMTP clients each send their share of
-`--messages` messages of `--size` bytes to one colleague's mailbox through the MX port. Timed from the
-first connection to the last mailbox entry; prints messages/s, and the per-stage share from the services'
-own histograms is left to the dashboards.
+1. The platform: every service as a process on a scratch database (tests/platform.py: directory, ingest,
+   scan, spam, delivery, notify), every message resolved by the directory, stored, scanned by clamd and
+   classified by the spam model before its mailbox entry is written.
+2. The reference: a private Postfix (bench/postfix.py: Debian's package, its own configuration and queue
+   under STATE_DIR/bench/postfix, a free loopback port) delivering the same address to a Maildir. It
+   runs twice, before and after the platform, and the mean of the two is the reference, so that a
+   change in the machine's load during the run weighs on both sides alike.
+
+Both receive the same load from the same sender (bench/smtp_load.py): `--sessions` concurrent SMTP
+sessions, each sending its share of `--messages` messages of `--size` bytes to one mailbox, timed from
+the first connection to the last delivery (for the platform, the last `mail.delivered`, which follows
+each stored entry; for Postfix, the last file in the Maildir). Prints each rate and the ratio
+platform / Postfix. The platform runs in a RabbitMQ virtual host of its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import smtplib
+import os
 import sys
 import tempfile
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from postfix import PostfixUnavailable, PrivatePostfix  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
+from smtp_load import LoadResult, run_load  # noqa: E402
 
-from common.config import get_settings  # noqa: E402
-from tests.helpers import wait_until  # noqa: E402
+from common.config import get_settings, reset_settings  # noqa: E402
+from tests.pipeline import EventTap  # noqa: E402
 from tests.platform import running_platform  # noqa: E402
+from tests.vhost import private_vhost  # noqa: E402
 
 console = Console()
-DOMAIN = get_settings().mail_domain
 
 
-def message(n: int, recipient: str, size: int) -> bytes:
-    head = (
-        f"From: Dominique Durand <dominique.durand@exemple.org>\r\nTo: {recipient}\r\n"
-        f"Subject: Message {n}\r\nMessage-ID: <bench-{n}-{uuid.uuid4().hex}@exemple.org>\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
-    ).encode()
-    line = "Compte rendu du conseil pédagogique, points à l'ordre du jour.\r\n".encode()
-    return head + (line * (size // len(line) + 1))[: max(0, size - len(head))]
+def report(name: str, result: LoadResult, size: int, sessions: int) -> None:
+    console.print(
+        f"{name}: {result.accepted} messages of {size} bytes over {sessions} SMTP sessions, "
+        f"accepted in {result.accept_seconds:.1f}s, delivered in {result.total_seconds:.1f}s "
+        f"-> [bold]{result.rate:,.1f} messages/s[/bold] end to end"
+    )
 
 
-def send_share(port: int, recipient: str, numbers: list[int], size: int) -> int:
-    """One SMTP session sending its messages; returns how many got 250."""
-    accepted = 0
-    with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
-        for n in numbers:
-            smtp.sendmail("dominique.durand@exemple.org", [recipient], message(n, recipient, size))
-            accepted += 1
-    return accepted
+def load(name: str, port: int, recipient: str, delivered, args) -> LoadResult:
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(name, total=args.messages)
+        result = run_load(
+            port,
+            recipient,
+            delivered,
+            count=args.messages,
+            sessions=args.sessions,
+            size=args.size,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    report(name, result, args.size, args.sessions)
+    return result
+
+
+def bench_postfix(recipient: str, args) -> LoadResult:
+    with PrivatePostfix(get_settings().state_path / "bench" / "postfix", [recipient]) as postfix:
+        return load("Postfix (Maildir)", postfix.port, recipient, postfix.delivered, args)
+
+
+def bench_platform(args) -> LoadResult:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_platform(Path(tmp), [("Garcia", "Louis")], "Rentree-Scolaire-2026!") as platform,
+    ):
+        recipient = platform["people"]["Louis"]
+        # Counted from the broker: every mailbox entry is announced by a `mail.delivered` once stored, and
+        # a queue's depth costs nothing, where counting the entries would load the database being measured.
+        tap = EventTap("mail.delivered")
+        try:
+
+            def delivered() -> int:
+                return tap.queue.queue_declare(passive=True).message_count
+
+            return load("platform", platform["mx"], recipient, delivered, args)
+        finally:
+            tap.close()
 
 
 def main() -> int:
@@ -59,36 +95,28 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--no-postfix", action="store_true", help="measure the platform only")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        running_platform(Path(tmp), [("Garcia", "Louis")], "Rentree-Scolaire-2026!") as platform,
-    ):
-        recipient = platform["people"]["Louis"]
-        db = platform["db"]
-        shares = [list(range(i, args.messages, args.sessions)) for i in range(args.sessions)]
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.sessions) as pool:
-            futures = [
-                pool.submit(send_share, platform["mx"], recipient, share, args.size) for share in shares
-            ]
-            accepted = sum(f.result() for f in futures)
-        sent = time.perf_counter() - started
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("delivering", total=accepted)
-
-            def delivered() -> bool:
-                count = db.mailbox_entries.count_documents({"mailbox": recipient})
-                progress.update(task, completed=count)
-                return count >= accepted
-
-            wait_until(delivered, timeout=1800, interval=0.5, what="every mailbox entry")
-        elapsed = time.perf_counter() - started
-    console.print(
-        f"{accepted} messages of {args.size} bytes over {args.sessions} SMTP sessions: "
-        f"accepted in {sent:.1f}s ({accepted / sent:,.0f}/s), delivered in {elapsed:.1f}s "
-        f"-> end to end {accepted / elapsed:,.1f} messages/s"
-    )
+    recipient = f"louis.garcia@{get_settings().mail_domain}"
+    references: list[LoadResult] = []
+    try:
+        if not args.no_postfix:
+            references.append(bench_postfix(recipient, args))
+    except PostfixUnavailable as exc:
+        console.print(f"[yellow]no Postfix reference: {exc}[/yellow]")
+    # A virtual host of its own: no other process on the machine consumes the run's events.
+    with private_vhost(get_settings().amqp_url, "bench-pipeline") as amqp_url:
+        os.environ["AMQP_URL"] = amqp_url
+        reset_settings()
+        ours = bench_platform(args)
+    if references:
+        references.append(bench_postfix(recipient, args))
+        reference = sum(r.rate for r in references) / len(references)
+        console.print(
+            f"Postfix, mean of the runs before and after: {reference:,.1f} messages/s; "
+            f"[bold]ratio platform / Postfix: {ours.rate / reference:.2f}[/bold] "
+            f"(load average {os.getloadavg()[0]:.1f})"
+        )
     return 0
 
 

@@ -1,8 +1,9 @@
 """`make bench`: every benchmark of the platform, one after the other, each printing its own figures.
 
 The infrastructure is started by `make bench` (scripts/stack.py run). Each benchmark measures a reference
-in the same run where it has one (raw clamd for the scan stage, bogofilter and SpamAssassin for the spam
-model, raw argon2 and raw database lookups for the directory), so its ratios hold on a loaded machine.
+in the same run where it has one (Postfix delivering to Maildir for the pipeline, raw clamd for the scan
+stage, bogofilter and SpamAssassin for the spam model, raw argon2 and raw database lookups for the
+directory), so its ratios hold on a loaded machine.
 Record the figures in BENCHMARKS.md with the command that produced them.
 """
 
@@ -16,11 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 BENCHMARKS = [
-    ("end to end, SMTP to mailbox", ["bench/bench_pipeline.py"]),
+    ("end to end, SMTP to mailbox, against Postfix", ["bench/bench_pipeline.py"]),
     ("scan stage vs raw clamd", ["bench/bench_scan.py", "--messages", "1000"]),
+    ("database: find_one by _id", ["bench/bench_id_lookup.py"]),
     ("directory", ["bench/bench_directory.py"]),
     ("spam filters", ["bench/bench_spam.py"]),
     ("peak: scan backlog with autoscaled workers", ["bench/bench_peak.py"]),
+    ("webmail: one mailbox of 100,000 messages", ["bench/bench_webmail.py"]),
 ]
 
 

@@ -11,10 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Infrastructure, the local Prometheus (and promtool), swaks for the SMTP tests. `bootstrap.sh bench` also
-# installs the reference filters the spam benchmark compares against.
+# installs the reference filters the spam benchmark compares against, and Postfix, the MTA the pipeline
+# benchmark compares against (it runs a private instance under var/; the system's is never configured).
 APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles prometheus swaks chromium fonts-dejavu-core)
 if [ "${1:-}" = "bench" ]; then
-  APT_PACKAGES+=(bogofilter spamassassin spamc)
+  APT_PACKAGES+=(bogofilter spamassassin spamc postfix)
 fi
 
 missing=()
@@ -25,6 +26,8 @@ if ((${#missing[@]})); then
   echo "Installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  # Postfix's "No configuration": no main.cf, no system mail service; bench/postfix.py configures its own.
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   # Package scripts must not start system-wide daemons: the project starts its own (scripts/stack.py).
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -313,11 +314,42 @@ def database_healthy() -> bool:
         return False
 
 
+#: FerretDB's module, pinned in tools/ferretdb/go.mod.
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+#: Changes made to FerretDB's source before it is built: (file in the module, text, replacement).
+#:
+#: FerretDB v1.24.2's SQLite backend filters a lone `_id` with `_ferretdb_sjson->'$._id' = ?`, but builds
+#: its unique `_id` index on `_ferretdb_sjson->"_id"` (the identifier falls back to the string '_id').
+#: SQLite uses an index on an expression only for a term with the same expression, so every `_id` lookup
+#: scanned its whole table. `->'_id'` means the same as `->'$._id'` and is the index's expression, so
+#: with it the unique index serves every `_id` lookup, update and delete (docs/ARCHITECTURE.md).
+FERRETDB_PATCHES = (
+    (
+        "internal/backends/sqlite/metadata/metadata.go",
+        "IDColumn = DefaultColumn + \"->'$._id'\"",
+        "IDColumn = DefaultColumn + \"->'_id'\"",
+    ),
+)
+
+
+def ferretdb_stamp(source: Path) -> str:
+    """What the FerretDB build depends on: the launcher's module and sources, and the patches."""
+    digest = hashlib.sha256(repr(FERRETDB_PATCHES).encode())
+    for path in sorted([source / "go.mod", source / "go.sum", *source.glob("*.go")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def ferretdb_binary() -> Path:
-    """The project-local FerretDB, built from tools/ferretdb (pinned v1.24.2) when missing."""
+    """The project-local FerretDB, built from tools/ferretdb (pinned v1.24.2, patched) when missing.
+
+    FerretDB's module is copied out of the Go module cache, `FERRETDB_PATCHES` are applied to the copy,
+    and the launcher is built against it through a temporary Go workspace (go.work), which replaces the
+    pinned module by the patched copy of the same version.
+    """
     binary = BIN / "ferretdb"
     source = ROOT / "tools" / "ferretdb"
-    stamp = hashlib.sha256((source / "go.sum").read_bytes() + (source / "main.go").read_bytes()).hexdigest()
+    stamp = ferretdb_stamp(source)
     stamp_file = BIN / "ferretdb.stamp"
     if binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return binary
@@ -325,7 +357,35 @@ def ferretdb_binary() -> Path:
         raise SystemExit("Go is needed to build FerretDB (or set MONGODB_URL to an existing MongoDB)")
     say("building FerretDB v1.24.2 (first run only; a few minutes)…")
     BIN.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=source, check=True)
+    subprocess.run(["go", "mod", "download", FERRETDB_MODULE], cwd=source, check=True)
+    module = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", FERRETDB_MODULE],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="ferretdb-build-") as tmp:
+        copy = Path(tmp) / "ferretdb"
+        shutil.copytree(module, copy)  # the module cache is read-only; copies are made writable below
+        for path in [copy, *copy.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        for relative, text, replacement in FERRETDB_PATCHES:
+            target = copy / relative
+            original = target.read_text()
+            if original.count(text) != 1:
+                raise SystemExit(f"cannot patch FerretDB: {relative} no longer contains {text!r} once")
+            target.write_text(original.replace(text, replacement))
+        workspace = Path(tmp) / "go.work"
+        workspace.write_text(f"go 1.24\n\nuse (\n\t{source}\n\t{copy}\n)\n")
+        built = BIN / "ferretdb.new"
+        subprocess.run(
+            ["go", "build", "-o", str(built), "."],
+            cwd=source,
+            check=True,
+            env={**os.environ, "GOWORK": str(workspace)},
+        )
+    built.replace(binary)  # a running FerretDB keeps its (old) file
     stamp_file.write_text(stamp)
     return binary
 
@@ -401,14 +461,34 @@ def start_infra() -> list[str]:
     return started
 
 
+def submission_service_secret() -> str:
+    """The secret the webmail logs in to ingest's submission port with (SUBMISSION_SERVICE_SECRET).
+
+    Taken from the environment when set; otherwise generated once into var/data (mode 600) and reused,
+    so that ingest and the webmail, started separately, always share the same one.
+    """
+    if os.environ.get("SUBMISSION_SERVICE_SECRET"):
+        return os.environ["SUBMISSION_SERVICE_SECRET"]
+    path = DATA / "submission-service.secret"
+    if not path.exists():
+        import secrets
+
+        DATA.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
 def start_services() -> list[str]:
     started = []
+    env = {"SUBMISSION_SERVICE_SECRET": submission_service_secret()}
     for name, port in existing_services():
         if http_healthy(port):
             say(f"  {name:<10} reused     metrics http://{SETTINGS.metrics_host}:{port}")
             continue
         if read_pid(name) is None:
-            spawn(name, [PYTHON, "-m", name])
+            spawn(name, [PYTHON, "-m", name], env)
             started.append(name)
         wait_for(f"service {name}", lambda port=port: http_healthy(port), 90, name)
         say(f"  {name:<10} started    metrics http://{SETTINGS.metrics_host}:{port}")
@@ -419,6 +499,8 @@ def seed_demo() -> None:
     """Create the synthetic academy and the demo accounts (idempotent), and print them."""
     if (ROOT / "services" / "directory" / "directory" / "admin.py").exists():
         subprocess.run([PYTHON, "-m", "directory.admin", "seed-demo"], cwd=ROOT, check=True)
+    if any(name == "ingest" for name, _ in existing_services()):
+        subprocess.run([PYTHON, str(ROOT / "scripts" / "demo_mail.py")], cwd=ROOT, check=False)
 
 
 # --- local Prometheus (make run) --------------------------------------------------------------------------

@@ -53,6 +53,7 @@ def running_platform(
                 "EVENT_RETRY_DELAYS": "1",
                 "RELAY_POLL_SECONDS": "0.5",
                 "INGEST_HOSTNAME": "mx.test.invalid",
+                "SUBMISSION_SERVICE_SECRET": uuid.uuid4().hex,
                 **settings,
             }
             with running_stages(["directory"], name, folder, **env):

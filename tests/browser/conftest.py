@@ -1,13 +1,17 @@
 """Browser tests: the whole platform as processes plus the webmail, driven by Playwright in Debian's
 chromium (`/usr/bin/chromium`, installed by `make bootstrap`).
 
-One platform is started for the whole browser session (it takes a while); tests use their own accounts
-(`new_account`, `activated_account`) or the shared ones in `platform["people"]` when they only read.
+One platform is started for the browser tests (it takes a while) and stopped after the last of them:
+package scope, so that its pipeline services never consume the queues of the integration tests that run
+later in the same run, and so that Playwright's event loop is gone before tests that call `asyncio.run`.
+Tests use their own accounts (`new_account`, `activated_account`) or the shared ones in
+`platform["people"]` when they only read.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +47,7 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def platform(tmp_path_factory) -> Iterator[dict]:
     """The platform and the webmail; `platform["url"]` is the webmail's base URL."""
     if not Path(CHROMIUM).exists():
@@ -67,7 +71,8 @@ def new_account(platform):
 
     def make(first_name: str = "Test", last_name: str | None = None, **overrides):
         numen = make_numen()
-        last_name = last_name or f"Essai{uuid.uuid4().hex[:6]}"
+        # Names allow letters only: a random suffix of letters keeps accounts apart.
+        last_name = last_name or "Essai" + "".join(chr(97 + b % 26) for b in uuid.uuid4().bytes[:8])
         person = make_person(first_name=first_name, last_name=last_name, numen=numen, **overrides)
         ok, message, account = platform["directory"].create_account(person)
         assert ok, message
@@ -88,7 +93,7 @@ def activated_account(platform, new_account):
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -119,7 +124,8 @@ def page(context):
 def login(page, address: str, password: str) -> None:
     """Log in through the login page and wait for the inbox."""
     page.goto("/connexion")
-    page.get_by_label("Identifiant").fill(address)
+    # By role: the fieldset's legend ("Vos identifiants académiques") also matches the label text.
+    page.get_by_role("textbox", name=re.compile("^Identifiant")).fill(address)
     page.get_by_label("Mot de passe", exact=True).fill(password)
     page.get_by_role("button", name="Se connecter").click()
     page.wait_for_url("**/courrier/**")

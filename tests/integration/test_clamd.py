@@ -66,3 +66,24 @@ def test_clamav_test_files_are_found(clamd, name):
 
 def test_an_ordinary_message_is_clean(clamd):
     assert clamd.scan_stream(ORDINARY_MESSAGE) is None
+
+
+def test_the_clamd_up_gauge_follows_the_last_answer():
+    from prometheus_client import REGISTRY
+
+    from scan.clamd import ClamdScanner
+    from scan.exceptions import ScannerUnavailable
+    from tests.helpers import free_port
+
+    settings = get_settings()
+    scanner = ClamdScanner(settings.clamd_host, settings.clamd_port, 30)
+    nowhere = ClamdScanner("127.0.0.1", free_port(), 2)
+    assert not scanner.scan(ORDINARY_MESSAGE).infected
+    assert REGISTRY.get_sample_value("scan_clamd_up") == 1
+    with pytest.raises(ScannerUnavailable):
+        nowhere.scan(ORDINARY_MESSAGE)
+    assert REGISTRY.get_sample_value("scan_clamd_up") == 0
+    assert scanner.ping()
+    assert REGISTRY.get_sample_value("scan_clamd_up") == 1
+    assert not nowhere.ping()
+    assert REGISTRY.get_sample_value("scan_clamd_up") == 0

@@ -7,8 +7,10 @@
 // archive lacks its generated build/version/version.txt; the embedding API
 // skips that check, so the same server code runs unchanged.
 //
-// Beside the server it runs the index keeper (idindex.go), which gives FerretDB's `_id` lookups an
-// SQLite index they can use (without it every `_id` lookup scans its table).
+// It is built against FerretDB's source with one line changed (scripts/stack.py, FERRETDB_PATCHES):
+// the SQL expression FerretDB filters `_id` with is made the same as the one its unique `_id` index is
+// built on, so that SQLite uses that index for `_id` lookups instead of scanning the table
+// (docs/ARCHITECTURE.md, "FerretDB").
 package main
 
 import (
@@ -18,9 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -29,10 +29,6 @@ func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	sqliteURL := flag.String("sqlite-url", "file:data/", "SQLite backend directory URI (must end with a slash)")
 	level := flag.String("log-level", "warn", "log level: debug, info, warn or error")
-	idIndexInterval := flag.Duration(
-		"id-index-interval", time.Second,
-		"how often the index keeper looks for tables without the _id lookup index (0: never)",
-	)
 	flag.Parse()
 
 	var lvl slog.Level
@@ -56,27 +52,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var keeper sync.WaitGroup
-	if *idIndexInterval > 0 {
-		dir, err := sqliteDir(*sqliteURL)
-		if err != nil {
-			logger.Error("invalid --sqlite-url", "error", err)
-			os.Exit(2)
-		}
-		if dir != "" {
-			keeper.Add(1)
-			go func() {
-				defer keeper.Done()
-				newIndexKeeper(dir, *idIndexInterval, logger).run(ctx)
-			}()
-		}
-	}
-
 	logger.Info("FerretDB listening", "addr", *listen, "sqlite", *sqliteURL)
-	err = f.Run(ctx)
-	stop()        // stops the keeper too when the server stopped on its own
-	keeper.Wait() // an index being built is finished or rolled back, never left half-done
-	if err != nil {
+	if err := f.Run(ctx); err != nil {
 		logger.Error("FerretDB stopped with an error", "error", err)
 		os.Exit(1)
 	}

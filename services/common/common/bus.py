@@ -323,7 +323,24 @@ class EventConsumer(Consumer):
         try:
             self.container.spawn_worker(self, (envelope,), {}, context_data={}, handle_result=handle_result)
         except Exception:  # noqa: BLE001 - container being killed: give the message back
-            self.queue_consumer.requeue_message(message)
+            self._settle(message, requeue=True)
+
+    def _settle(self, message, requeue: bool = False) -> None:
+        """Ack (or requeue) `message`. If the connection it came on is gone (the broker restarted), the
+        broker has already put it back in the queue and delivers it again (handlers are idempotent):
+        that is logged, not raised, since an exception here would stop the whole service."""
+        try:
+            if requeue:
+                self.queue_consumer.requeue_message(message)
+            else:
+                self.queue_consumer.ack_message(message)
+        except Exception:  # the message's channel is gone; the broker redelivers it
+            log.warning(
+                "cannot %s an event: its connection to the broker is gone; the broker delivers it again",
+                "requeue" if requeue else "ack",
+                extra={"queue": self.spec.queue_name if self.spec else ""},
+                exc_info=True,
+            )
 
     def on_undecodable(self, message, exc: Exception) -> None:
         """kombu could not decode the body: dead-letter it with the reason."""
@@ -333,7 +350,7 @@ class EventConsumer(Consumer):
         queue_name = self.spec.queue_name
         if exc_info is None:
             EVENTS_HANDLED.labels(queue_name, "ok").inc()
-            self.queue_consumer.ack_message(message)
+            self._settle(message)
             return result, exc_info
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
         permanent = issubclass(exc_info[0], PermanentFailure)
@@ -372,9 +389,9 @@ class EventConsumer(Consumer):
                 )
         except PublishError:
             log.exception("cannot re-publish a failed event; requeueing it", extra={"queue": queue_name})
-            self.queue_consumer.requeue_message(message)
+            self._settle(message, requeue=True)
             return result, exc_info
-        self.queue_consumer.ack_message(message)
+        self._settle(message)
         return result, exc_info
 
     def _dead_letter_raw(self, message, reason: str) -> None:
@@ -403,10 +420,10 @@ class EventConsumer(Consumer):
                 )
         except Exception:
             log.exception("cannot dead-letter an unparseable event; requeueing it")
-            self.queue_consumer.requeue_message(message)
+            self._settle(message, requeue=True)
             return
         EVENTS_HANDLED.labels(queue_name, "invalid").inc()
-        self.queue_consumer.ack_message(message)
+        self._settle(message)
 
 
 def event_handler(event_type: str, max_attempts: int | None = None):

@@ -219,6 +219,27 @@ class Settings:
     ingest_tls_key: str = _setting(
         "INGEST_TLS_KEY", "", "STARTTLS private key (PEM; empty: beside the self-signed certificate)."
     )
+    submission_service_user: str = _setting(
+        "SUBMISSION_SERVICE_USER",
+        "webmail",
+        "Login of the webmail's service identity on the submission port (SASL PLAIN with an authzid).",
+    )
+    submission_service_secret: str = _setting(
+        "SUBMISSION_SERVICE_SECRET",
+        "",
+        "Shared secret of that service identity, same value for ingest and the webmail (empty: disabled).",
+    )
+    submission_host: str = _setting(
+        "SUBMISSION_HOST",
+        "",
+        "Host the webmail sends mail to on SMTP_SUBMISSION_PORT (empty: SMTP_HOST; 127.0.0.1 for 0.0.0.0).",
+    )
+    submission_ca_file: str = _setting(
+        "SUBMISSION_CA_FILE",
+        "",
+        "CA file the webmail trusts for the submission port's STARTTLS (empty: ingest's development "
+        "certificate in STATE_DIR/data/tls if present, else the system CAs).",
+    )
 
     # --- notify and relay -----------------------------------------------------------------------------
     notify_sender: str = _setting(
@@ -230,6 +251,12 @@ class Settings:
         "SMARTHOST",
         "",
         "host:port of the relay for mail leaving the academy (empty: no relay; such mail waits and retries).",
+    )
+    mx_address: str = _setting(
+        "MX_ADDRESS",
+        "",
+        "host:port of the academy's MX (ingest), where notify sends the platform's own mails to academy "
+        "addresses (empty: SMTP_HOST:SMTP_MX_PORT; 127.0.0.1 for 0.0.0.0).",
     )
 
     # --- webmail --------------------------------------------------------------------------------------
@@ -289,6 +316,7 @@ class Settings:
             values[f.name] = _parse(meta["kind"], meta["env"], raw)
         settings = cls(**values)
         settings.retry_delay_seconds()  # validate early
+        settings.mx_endpoint()
         return settings
 
     def retry_delay_seconds(self) -> tuple[int, ...]:
@@ -302,6 +330,16 @@ class Settings:
         if not delays or any(d <= 0 for d in delays):
             raise ConfigError(f"EVENT_RETRY_DELAYS={self.retry_delays!r}: needs positive whole seconds")
         return delays
+
+    def mx_endpoint(self) -> tuple[str, int]:
+        """(host, port) of the academy's MX for the platform's own mails: MX_ADDRESS, else our listener."""
+        if not self.mx_address:
+            host = "127.0.0.1" if self.smtp_host in {"", "0.0.0.0", "::"} else self.smtp_host
+            return host, self.smtp_mx_port
+        host, colon, port = self.mx_address.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"MX_ADDRESS={self.mx_address!r}: expected host:port, like ingest:2525")
+        return host.strip("[]"), int(port)
 
     @property
     def state_path(self) -> Path:

@@ -5,8 +5,9 @@ The platform speaks the MongoDB wire protocol through pymongo, to MongoDB in pro
 transactions, no change streams, no TTL indexes (`purge_expired` expires in code), no `$text`, no
 `$lookup`, and no reliance on `find_one_and_update` being atomic (ids come from unique indexes instead).
 
-Raw messages, attachments and models are stored with `BlobStore`: GridFS's layout, but read and written
-by `_id` only (see its docstring for why), under ids the caller chooses, so a second store is a no-op.
+Raw messages, attachments and models are stored with `BlobStore`: GridFS's layout (small blobs whole in
+their files document), read and written by `_id` only (see its docstring for why), under ids the caller
+chooses, so a second store is a no-op.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pymongo.database import Database
 
 from common.config import get_settings
 from common.errors import PermanentFailure
+from common.groupcommit import GroupCommit
 
 _clients: dict[str, pymongo.MongoClient] = {}
 _clients_lock = threading.Lock()
@@ -71,6 +73,25 @@ def ensure_indexes(db: Database, specs: Mapping[str, Sequence[IndexModel]]) -> N
                 db[collection].create_indexes([index])
 
 
+def insert_outcomes(collection, documents: Sequence[Mapping[str, Any]]) -> list[bool | Exception]:
+    """Insert `documents` in one `insert_many` (unordered); the outcome of each, in order.
+
+    True: inserted. False: a document with its `_id` (or another unique key) is already there. An
+    exception: that document failed otherwise. A failure of the whole command raises.
+    """
+    try:
+        collection.insert_many(documents, ordered=False)
+    except pymongo.errors.BulkWriteError as exc:
+        outcomes: list[bool | Exception] = [True] * len(documents)
+        for error in exc.details.get("writeErrors", []):
+            code = error.get("code")
+            outcomes[error["index"]] = (
+                False if code == 11000 else pymongo.errors.WriteError(error.get("errmsg", ""), code, error)
+            )
+        return outcomes
+    return [True] * len(documents)
+
+
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware, truncated to milliseconds as BSON stores it."""
     now = dt.datetime.now(dt.UTC)
@@ -99,26 +120,45 @@ class BlobStore:
     """Immutable blobs (raw messages, attachments, models) under ids the caller chooses.
 
     The layout is GridFS's — a `<bucket>.files` document per blob, its bytes in `<bucket>.chunks` documents
-    with `files_id` and `n` — but every read and write goes by `_id`: the files document's `_id` is the
-    blob id and a chunk's is `<blob id>/<n>`. FerretDB v1's SQLite backend pushes only a lone string `_id`
-    filter down to SQLite and scans the whole collection for any other filter, so GridFS's own chunk
-    lookups (`files_id` and `n`) would read every chunk ever stored for each blob read.
+    with `files_id` and `n` — except that a blob that fits in one chunk (every ordinary message) keeps its
+    bytes in its files document (`data`, with `chunks: 0`): one write to store it and one read to load it,
+    instead of three and two. Such writes from concurrent callers of one store share one `insert_many`
+    (`common.groupcommit`); each caller still returns only once its blob is stored. Every read and
+    write goes by `_id`: the files document's `_id` is the blob id and a chunk's is `<blob id>/<n>`.
+    FerretDB v1's SQLite backend pushes only a lone string `_id` filter down to SQLite and scans the
+    whole collection for any other filter, so GridFS's own chunk lookups (`files_id` and `n`) would read
+    every chunk ever stored for each blob read.
 
-    Chunks are written first and the files document last, so a blob is visible only once complete; a
-    second `put` of the same id stores nothing.
+    A larger blob's chunks are written first and its files document last, so a blob is visible only once
+    complete; a second `put` of the same id stores nothing.
     """
 
     def __init__(self, db: Database, bucket: str = "blobs", chunk_size: int = 255 * 1024):
         self._files = db[f"{bucket}.files"]
         self._chunks = db[f"{bucket}.chunks"]
         self._chunk_size = chunk_size
+        self._heads = GroupCommit(lambda heads: insert_outcomes(self._files, heads))
 
     def put(self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
         """Store `data` under `blob_id`. Returns False (and stores nothing) when it is already stored."""
+        head = {
+            "_id": blob_id,
+            "length": len(data),
+            "chunkSize": self._chunk_size,
+            "chunks": 0,
+            "uploadDate": utcnow(),
+            "metadata": dict(metadata or {}),
+        }
+        if len(data) <= self._chunk_size:
+            head["data"] = data  # one insert: stored whole or not at all
+            outcome = self._heads.submit([head])[0]
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
         if self.exists(blob_id):
             return False
-        count = max(1, -(-len(data) // self._chunk_size))
-        for n in range(count):
+        head["chunks"] = -(-len(data) // self._chunk_size)
+        for n in range(head["chunks"]):
             piece = data[n * self._chunk_size : (n + 1) * self._chunk_size]
             # Overwrites the chunk a half-written earlier attempt may have left.
             self._chunks.replace_one(
@@ -127,16 +167,7 @@ class BlobStore:
                 upsert=True,
             )
         try:
-            self._files.insert_one(
-                {
-                    "_id": blob_id,
-                    "length": len(data),
-                    "chunkSize": self._chunk_size,
-                    "chunks": count,
-                    "uploadDate": utcnow(),
-                    "metadata": dict(metadata or {}),
-                }
-            )
+            self._files.insert_one(head)
         except pymongo.errors.DuplicateKeyError:
             return False
         return True
@@ -146,13 +177,16 @@ class BlobStore:
         head = self._files.find_one({"_id": blob_id})
         if head is None:
             raise BlobNotFound(blob_id)
-        parts = []
-        for n in range(head["chunks"]):
-            chunk = self._chunks.find_one({"_id": f"{blob_id}/{n}"})
-            if chunk is None:
-                raise BlobNotFound(f"{blob_id} (chunk {n} missing)")
-            parts.append(bytes(chunk["data"]))
-        data = b"".join(parts)
+        if "data" in head:
+            data = bytes(head["data"])
+        else:
+            parts = []
+            for n in range(head["chunks"]):
+                chunk = self._chunks.find_one({"_id": f"{blob_id}/{n}"})
+                if chunk is None:
+                    raise BlobNotFound(f"{blob_id} (chunk {n} missing)")
+                parts.append(bytes(chunk["data"]))
+            data = b"".join(parts)
         if len(data) != head["length"]:
             raise BlobNotFound(f"{blob_id} (stored {len(data)} of {head['length']} bytes)")
         return data
@@ -172,6 +206,7 @@ class BlobStore:
         """Remove the blob (no error if it is absent); the files document goes first."""
         head = self._files.find_one({"_id": blob_id}, {"chunks": 1})
         self._files.delete_one({"_id": blob_id})
+        # No files document: perhaps the first chunk of a larger blob whose store was interrupted.
         count = head["chunks"] if head else 1
         for n in range(count):
             self._chunks.delete_one({"_id": f"{blob_id}/{n}"})

@@ -27,11 +27,16 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from common.db import insert_outcomes
+from common.groupcommit import GroupCommit
+
 #: Folders every mailbox has, by their internal names (the webmail shows French labels).
 INBOX, SENT, DRAFTS, JUNK, QUARANTINE, TRASH = "INBOX", "Sent", "Drafts", "Junk", "Quarantine", "Trash"
 SYSTEM_FOLDERS = (INBOX, SENT, DRAFTS, JUNK, QUARANTINE, TRASH)
 
 SNIPPET_LENGTH = 200
+#: Length of `search_text`: the folded words the webmail's search matches (see `fold`).
+SEARCH_TEXT_LENGTH = 2_000
 #: How much of a text part is read to build the snippet: enough for 200 characters of text.
 _SNIPPET_SOURCE = 20_000
 
@@ -77,6 +82,9 @@ class MessageSummary:
     message_id_header: str
     snippet: str
     attachments: list[Attachment] = field(default_factory=list)
+    #: lower-cased, accent-folded words of the subject, sender, attachment names and body text, capped
+    #: at SEARCH_TEXT_LENGTH: the webmail searches it (no `$text` on FerretDB, bodies are not in entries)
+    search_text: str = ""
 
     def to_document(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -136,6 +144,21 @@ def _text_of(part) -> str:
     return text
 
 
+_NOT_WORD = re.compile(r"[^\w@.+-]+")
+
+
+def fold(text: str) -> str:
+    """Lower-case `text`, strip its accents and keep its words separated by single spaces.
+
+    The webmail folds a search query the same way, so "Réunion" finds "reunion" and "RÉUNION".
+    """
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _SPACES.sub(" ", _NOT_WORD.sub(" ", plain.replace("_", " "))).strip()
+
+
 def summarize(raw: bytes) -> MessageSummary:
     """Parse a raw RFC 5322 message into the fields of a mailbox entry; never raises on bad input."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -165,15 +188,23 @@ def summarize(raw: bytes) -> MessageSummary:
         elif not html_fallback and part.get_content_subtype() == "html":
             html_fallback = _text_of(part)
     snippet = _SPACES.sub(" ", snippet_source or html_fallback).strip()[:SNIPPET_LENGTH]
+    subject = _header(message, "Subject")
+    sender = senders[0] if senders else None
+    searchable = " ".join(
+        [subject, sender.name if sender else "", sender.address if sender else ""]
+        + [a.filename for a in attachments]
+        + [snippet_source or html_fallback]
+    )
     return MessageSummary(
-        sender=senders[0] if senders else None,
+        sender=sender,
         to=_addresses(message, "To"),
         cc=_addresses(message, "Cc"),
-        subject=_header(message, "Subject"),
+        subject=subject,
         date=_date(message),
         message_id_header=_header(message, "Message-ID"),
         snippet=snippet,
         attachments=attachments,
+        search_text=fold(searchable[: SEARCH_TEXT_LENGTH * 2])[:SEARCH_TEXT_LENGTH],
     )
 
 
@@ -237,3 +268,45 @@ def over_quota(db: Database, mailboxes: list[str], size: int, default_quota: int
         if doc.get("used_bytes", 0) + size > quota:
             full.add(mailbox)
     return full
+
+
+class EntryWriter:
+    """`insert_entries` and `add_usage` for a process delivering many messages at once (delivery).
+
+    The entries of the workers that deliver at the same time are inserted by one `insert_many`, and their
+    usage by one `$inc` per mailbox (`common.groupcommit`): on FerretDB v1 every write is a synced
+    commit of the database's single writer, so this is what lets concurrent deliveries go faster than one
+    at a time. Each caller returns only once its own writes are done, as with the functions.
+    """
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._entries = GroupCommit(lambda documents: insert_outcomes(db.mailbox_entries, documents))
+        self._usage = GroupCommit(self._add_usage)
+
+    def insert(self, entries: Iterable[dict[str, Any]]) -> set[str]:
+        """Insert mailbox entries, ignoring those already there; returns the ids newly inserted."""
+        entries = list(entries)
+        outcomes = self._entries.submit(entries)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return {entry["_id"] for entry, outcome in zip(entries, outcomes, strict=True) if outcome is True}
+
+    def add_usage(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Count the size of newly stored entries against their mailboxes (`mailboxes.used_bytes`)."""
+        for outcome in self._usage.submit([(e["mailbox"], int(e.get("size", 0))) for e in entries]):
+            if isinstance(outcome, Exception):
+                raise outcome
+
+    def _add_usage(self, items: list[tuple[str, int]]) -> list[bool | Exception]:
+        totals: dict[str, int] = {}
+        for mailbox, size in items:
+            totals[mailbox] = totals.get(mailbox, 0) + size
+        failed: dict[str, Exception] = {}
+        for mailbox, size in totals.items():
+            try:
+                self.db.mailboxes.update_one({"_id": mailbox}, {"$inc": {"used_bytes": size}}, upsert=True)
+            except Exception as exc:  # noqa: BLE001 - the outcome of that mailbox's items
+                failed[mailbox] = exc
+        return [failed.get(mailbox, True) for mailbox, _ in items]

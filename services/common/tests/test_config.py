@@ -32,6 +32,8 @@ def test_environment_overrides_defaults_with_the_right_types():
         ({"CLAMD_TIMEOUT": "soon"}, "CLAMD_TIMEOUT"),
         ({"EVENT_RETRY_DELAYS": "1,x"}, "EVENT_RETRY_DELAYS"),
         ({"EVENT_RETRY_DELAYS": "0"}, "EVENT_RETRY_DELAYS"),
+        ({"MX_ADDRESS": "ingest"}, "MX_ADDRESS"),
+        ({"MX_ADDRESS": "ingest:smtp"}, "MX_ADDRESS"),
     ],
 )
 def test_unusable_values_name_the_variable(env, message):
@@ -41,6 +43,20 @@ def test_unusable_values_name_the_variable(env, message):
 
 def test_retry_delays_are_parsed():
     assert Settings.load({"EVENT_RETRY_DELAYS": "2, 10,60"}).retry_delay_seconds() == (2, 10, 60)
+
+
+@pytest.mark.parametrize(
+    ("env", "endpoint"),
+    [
+        ({}, ("127.0.0.1", 2525)),
+        ({"SMTP_HOST": "0.0.0.0", "SMTP_MX_PORT": "25"}, ("127.0.0.1", 25)),
+        ({"SMTP_HOST": "10.0.0.5"}, ("10.0.0.5", 2525)),
+        ({"MX_ADDRESS": "ingest:2525", "SMTP_HOST": "0.0.0.0"}, ("ingest", 2525)),
+        ({"MX_ADDRESS": "[::1]:25"}, ("::1", 25)),
+    ],
+)
+def test_the_mx_notify_sends_to(env, endpoint):
+    assert Settings.load(env).mx_endpoint() == endpoint
 
 
 def test_readme_documents_every_setting():

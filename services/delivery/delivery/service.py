@@ -6,11 +6,12 @@
 - `mail.infected`: each local recipient gets an entry in Quarantine, never in INBOX; nothing infected is
   ever relayed outside.
 
-The raw message is parsed once per event, not once per recipient. Entries have ids derived from
-(message, mailbox, copy) — the message being its Message-ID header and envelope sender when it has one
-(`mailstore.delivery_key`) — so a redelivered event, or a sender's retry after a lost 250, adds nothing;
-`mail.delivered` is published for every entry with a derived event id, so a redelivery publishes the same
-events again and notify ignores them.
+The raw message is parsed once per event, not once per recipient. The entries and usage counters of the
+events being handled at the same time are written together (`mailstore.EntryWriter`). Entries have ids
+derived from (message, mailbox, copy) — the message being its Message-ID header and envelope sender when
+it has one (`mailstore.delivery_key`) — so a redelivered event, or a sender's retry after a lost 250, adds
+nothing; `mail.delivered` is published for every entry with a derived event id, so a redelivery
+publishes the same events again and notify ignores them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from prometheus_client import Counter, Histogram
 from pymongo.errors import DuplicateKeyError
@@ -26,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from common import mailstore
 from common.bus import EventPublisherProvider, event_handler
 from common.config import get_settings
-from common.db import utcnow
+from common.db import get_database, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
 from delivery import relay
@@ -56,12 +58,23 @@ def is_local(address: str, domain: str) -> bool:
     return address.rpartition("@")[2].lower() == domain.lower()
 
 
+class EntryWriterProvider(DependencyProvider):
+    """The process's `mailstore.EntryWriter`: concurrent deliveries share their inserts and counters."""
+
+    def setup(self) -> None:
+        self.writer = mailstore.EntryWriter(get_database())
+
+    def get_dependency(self, worker_ctx) -> mailstore.EntryWriter:
+        return self.writer
+
+
 class DeliveryService:
     name = "delivery"
 
     db = DatabaseProvider(INDEXES)
     blobs = BlobStoreProvider()
     publisher = EventPublisherProvider()
+    entries = EntryWriterProvider()
 
     @event_handler("mail.classified")
     def on_mail_classified(self, envelope: Envelope) -> None:
@@ -124,8 +137,8 @@ class DeliveryService:
                         "flags": {"seen": True, "flagged": False, "answered": False},
                     }
                 )
-            inserted = mailstore.insert_entries(self.db, entries)
-            mailstore.add_usage(self.db, [e for e in entries if e["_id"] in inserted])
+            inserted = self.entries.insert(entries)
+            self.entries.add_usage([e for e in entries if e["_id"] in inserted])
             for entry in entries:
                 if entry["_id"] in inserted:
                     ENTRIES.labels(entry["folder"]).inc()
@@ -187,13 +200,11 @@ class DeliveryService:
     def _within_quota(self, envelope: Envelope, key: str, mailboxes: list[str], size: int) -> list[str]:
         """The mailboxes with room for `size` more bytes; the others bounce (5.2.2, mailbox full)."""
         settings = get_settings()
-        # A redelivered event finds its entries already stored (and counted): they are not checked again.
-        ids = {mailstore.entry_id(key, m, "rcpt"): m for m in mailboxes}
-        # One `_id` lookup each: FerretDB v1 scans the collection for `$in` (docs/ARCHITECTURE.md).
-        stored = {m for i, m in ids.items() if self.db.mailbox_entries.find_one({"_id": i}, {"_id": 1})}
-        full = mailstore.over_quota(
-            self.db, [m for m in mailboxes if m not in stored], size, settings.mailbox_quota_bytes
-        )
+        full = mailstore.over_quota(self.db, mailboxes, size, settings.mailbox_quota_bytes)
+        # A redelivered event finds its entries already stored (and counted): those are not bounced.
+        # Looked up only for a mailbox that seems full, one `_id` lookup each (FerretDB v1 scans the
+        # collection for `$in`, docs/ARCHITECTURE.md).
+        full = {m for m in full if not self._stored(mailstore.entry_id(key, m, "rcpt"))}
         for mailbox in full:
             self._bounce(
                 relay.Bounce(
@@ -207,6 +218,9 @@ class DeliveryService:
                 "quota",
             )
         return [m for m in mailboxes if m not in full]
+
+    def _stored(self, entry_id: str) -> bool:
+        return self.db.mailbox_entries.find_one({"_id": entry_id}, {"_id": 1}) is not None
 
     def _bounce(self, bounce: relay.Bounce, reason: str) -> None:
         BOUNCES.labels(reason).inc()

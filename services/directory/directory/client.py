@@ -642,3 +642,29 @@ class AsyncDirectoryClient:
             ),
         )
         return reply.ok, reply.message, tuple(reply.problems)
+
+    async def check_password_policy(
+        self, password: str, first_name: str = "", last_name: str = "", identifier: str = ""
+    ) -> tuple[bool, tuple[str, ...], str]:
+        """(acceptable, French problems, French summary of the rules) — live feedback in the webmail."""
+        reply = await self._call(
+            "CheckPasswordPolicy",
+            pb.CheckPasswordPolicyRequest(
+                password=password, first_name=first_name, last_name=last_name, identifier=identifier
+            ),
+        )
+        return reply.acceptable, tuple(reply.problems), reply.rules
+
+    async def contact_card(self, identifier: str) -> pb.ContactCard | None:
+        """The contact card of an account id or an address, or None."""
+        request = (
+            pb.GetContactCardRequest(account_id=identifier)
+            if "@" not in identifier
+            else pb.GetContactCardRequest(address=identifier)
+        )
+        card = await self._call("GetContactCard", request)
+        return card if card.found else None
+
+    async def reference(self) -> pb.ReferenceData:
+        """Départements (with their DSDEN contacts), functions, number of establishments."""
+        return await self._call("ListReference", pb.ListReferenceRequest())

@@ -26,6 +26,7 @@ from common.db import BlobStore, get_database, ping  # noqa: E402
 from common.logs import setup_logging  # noqa: E402
 from common.observability import serve_observability  # noqa: E402
 from directory.client import DirectoryClient  # noqa: E402
+from ingest.handler import ServiceIdentity  # noqa: E402
 from ingest.recipients import DirectoryRecipients  # noqa: E402
 from ingest.server import IngestLimits  # noqa: E402
 from ingest.service import IngestService  # noqa: E402
@@ -60,6 +61,9 @@ async def serve(settings: Settings) -> None:
         mx_port=settings.smtp_mx_port,
         submission_port=settings.smtp_submission_port,
         server_name=server_name,
+        service_identity=ServiceIdentity(
+            settings.submission_service_user, settings.submission_service_secret
+        ),
     )
     await service.start()
     observability = serve_observability(

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
 import logging
 import socket
 import time
 import uuid
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -47,6 +49,29 @@ _RESOLUTION_REFUSALS = {
 }
 
 
+@dataclass(frozen=True)
+class ServiceIdentity:
+    """The webmail's login on the submission port (SUBMISSION_SERVICE_USER / _SECRET).
+
+    The webmail never has its users' passwords: it logs in as this identity with SASL PLAIN and names
+    the user in the authzid (RFC 4616). An empty secret disables it.
+    """
+
+    user: str
+    secret: str = field(repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.user and self.secret)
+
+    def matches_user(self, username: str) -> bool:
+        return self.enabled and username.strip().lower() == self.user.lower()
+
+    def secret_matches(self, given: str) -> bool:
+        # Constant time: the comparison must not tell an attacker how much of the secret was right.
+        return self.enabled and hmac.compare_digest(given.encode("utf-8"), self.secret.encode("utf-8"))
+
+
 class IngestHandler:
     """aiosmtpd hooks for one port (see the module docstring)."""
 
@@ -61,6 +86,7 @@ class IngestHandler:
         directory_executor: Executor,
         limits: IngestLimits,
         tracker: SessionTracker,
+        service: ServiceIdentity | None = None,
     ):
         if origin not in ("mx", "submission"):
             raise ValueError(f"origin must be 'mx' or 'submission', not {origin!r}")
@@ -72,6 +98,8 @@ class IngestHandler:
         self.directory_executor = directory_executor
         self.limits = limits
         self.tracker = tracker
+        #: The webmail's service identity, when SUBMISSION_SERVICE_SECRET is set.
+        self.service = service if service is not None and service.enabled else None
 
     # --- greeting -------------------------------------------------------------------------------------
 
@@ -93,13 +121,21 @@ class IngestHandler:
     # --- AUTH (called by IngestSMTP._finish_auth) -----------------------------------------------------
 
     async def authenticate(
-        self, session: IngestSession, login: bytes, password: bytes
+        self, session: IngestSession, login: bytes, password: bytes, authzid: bytes = b""
     ) -> tuple[str, Login | None]:
-        """Check credentials with the directory; returns (reply, the Login when it succeeded)."""
+        """Check credentials with the directory; returns (reply, the Login when it succeeded).
+
+        `authzid` (SASL PLAIN's authorisation identity) lets the webmail's service identity send as the
+        user logged in to the webmail, which has no password to give. From anyone else, an authzid
+        naming another account is refused.
+        """
         if self.origin != "submission":
             return codes.AUTH_NOT_OFFERED, None
         username = login.decode("utf-8", errors="replace")
         secret = password.decode("utf-8", errors="replace")
+        acting_for = authzid.decode("utf-8", errors="replace").strip()
+        if self.service is not None and self.service.matches_user(username):
+            return await self._authenticate_service(session, secret, acting_for)
         try:
             result = await self._directory_call(
                 self.directory.authenticate, username, secret, _peer_ip(session)
@@ -108,6 +144,14 @@ class IngestHandler:
             log.warning("directory unavailable for AUTH: %s", exc, extra={"origin": self.origin})
             metrics.AUTH_ATTEMPTS.labels("unavailable").inc()
             return codes.AUTH_TEMPORARY_FAILURE, None
+        if result.ok and acting_for and acting_for.lower() != (result.account or "").lower():
+            # A member of staff may name themselves as authzid, never someone else.
+            metrics.AUTH_ATTEMPTS.labels("authzid_refused").inc()
+            log.warning(
+                "submission login refused: authzid names another account",
+                extra={"account": result.account, "peer": _peer_ip(session)},
+            )
+            return codes.AUTH_FAILED, None
         if result.ok:
             session.login = result
             metrics.AUTH_ATTEMPTS.labels("ok").inc()
@@ -116,6 +160,46 @@ class IngestHandler:
         metrics.AUTH_ATTEMPTS.labels(result.reason or "refused").inc()
         log.info("submission login refused: %s", result.reason, extra={"peer": _peer_ip(session)})
         return (codes.AUTH_TEMPORARY_FAILURE if result.temporary else codes.AUTH_FAILED), None
+
+    async def _authenticate_service(
+        self, session: IngestSession, secret: str, acting_for: str
+    ) -> tuple[str, Login | None]:
+        """The webmail's service identity: the shared secret, then the account it acts for."""
+        assert self.service is not None
+        if not self.service.secret_matches(secret):
+            metrics.AUTH_ATTEMPTS.labels("service_refused").inc()
+            log.warning("service login refused: wrong secret", extra={"peer": _peer_ip(session)})
+            return codes.AUTH_FAILED, None
+        if not acting_for:
+            # The service identity owns no mailbox: it may only act for someone.
+            metrics.AUTH_ATTEMPTS.labels("service_refused").inc()
+            log.warning("service login refused: no authzid", extra={"peer": _peer_ip(session)})
+            return codes.AUTH_FAILED, None
+        if not is_local_domain(acting_for, self.mail_domain):
+            metrics.AUTH_ATTEMPTS.labels("service_refused").inc()
+            log.warning("service login refused: authzid is not local", extra={"peer": _peer_ip(session)})
+            return codes.AUTH_FAILED, None
+        try:
+            resolution: Resolution = await self._directory_call(self.directory.resolve, acting_for)
+        except (DirectoryUnavailable, TimeoutError) as exc:
+            log.warning("directory unavailable for AUTH: %s", exc, extra={"origin": self.origin})
+            metrics.AUTH_ATTEMPTS.labels("unavailable").inc()
+            return codes.AUTH_TEMPORARY_FAILURE, None
+        # Only an active account (the directory's "deliverable"): suspended, deleted, unknown are refused.
+        if resolution.status != "local" or not resolution.mailbox:
+            metrics.AUTH_ATTEMPTS.labels("service_refused").inc()
+            log.warning(
+                "service login refused: authzid is %s", resolution.status, extra={"peer": _peer_ip(session)}
+            )
+            return codes.AUTH_FAILED, None
+        login = Login(True, resolution.mailbox, "ok")
+        session.login = login
+        metrics.AUTH_ATTEMPTS.labels("ok").inc()
+        log.info(
+            "submission login for the webmail",
+            extra={"account": login.account, "peer": _peer_ip(session), "service": self.service.user},
+        )
+        return codes.AUTH_OK, login
 
     # --- envelope -------------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ aiosmtpd 1.4.6 parses commands well, but ingest changes five things:
   and is re-armed while DATA flows. Neither cuts a session while its message is being committed: the
   cut waits for the reply, so a client is never left not knowing whether its message was taken.
 - **AUTH is asynchronous**: aiosmtpd calls its authenticator synchronously, which would block every
-  session while the directory hashes a password; here the check runs in a thread.
+  session while the directory hashes a password; here the check runs in a thread. PLAIN keeps its
+  authorisation identity (RFC 4616 authzid), which aiosmtpd would silently drop: the handler honours it
+  only for the webmail's service identity and refuses it from anyone else.
 - **Replies** go through `codes.rewrite` (enhanced status codes on aiosmtpd's own literals), and any
   421 closes the connection (RFC 5321 §3.8).
 - **Admission**: over INGEST_MAX_SESSIONS sessions, a new one is greeted with 421 4.3.2 and closed.
@@ -22,6 +24,8 @@ aiosmtpd 1.4.6 parses commands well, but ingest changes five things:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from dataclasses import dataclass
@@ -121,10 +125,15 @@ class SessionTracker:
 
 @dataclass
 class _PendingLogin:
-    """What aiosmtpd's AUTH parsing produced, to be checked by the directory asynchronously."""
+    """What aiosmtpd's AUTH parsing produced, to be checked by the directory asynchronously.
+
+    `authzid` is PLAIN's authorisation identity (RFC 4616), empty when the client sent none: only the
+    webmail's service identity may act for someone else (see IngestHandler.authenticate).
+    """
 
     mechanism: str
     credentials: LoginPassword
+    authzid: bytes = b""
 
 
 class IngestSMTP(SMTP):
@@ -249,7 +258,27 @@ class IngestSMTP(SMTP):
         return AuthResult(success=False, handled=False, auth_data=_PendingLogin(mechanism, auth_data))
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        return await self._finish_auth(await super().auth_PLAIN(server, args))
+        # aiosmtpd's own auth_PLAIN drops the authzid, which would let "someone\0camille\0pw" log in
+        # as camille silently; this one keeps it, so that it is either honoured (the webmail's service
+        # identity) or refused.
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False)
+        else:
+            try:
+                blob = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(blob, bytes)
+        try:
+            authzid, login, password = blob.split(b"\x00")
+        except ValueError:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        pending = _PendingLogin("PLAIN", LoginPassword(login, password), authzid)
+        return await self._finish_auth(AuthResult(success=False, handled=False, auth_data=pending))
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
         return await self._finish_auth(await super().auth_LOGIN(server, args))
@@ -260,7 +289,7 @@ class IngestSMTP(SMTP):
             return result  # malformed exchange: aiosmtpd already answered
         assert self.session is not None
         status, login = await self.event_handler.authenticate(
-            self.session, pending.credentials.login, pending.credentials.password
+            self.session, pending.credentials.login, pending.credentials.password, pending.authzid
         )
         if login is not None and login.ok:
             return AuthResult(success=True, auth_data=login, message=status)

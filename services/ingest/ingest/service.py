@@ -21,7 +21,7 @@ from typing import Any
 
 from ingest import codes
 from ingest.commit import BlobWriter, Committer, EventSink
-from ingest.handler import IngestHandler
+from ingest.handler import IngestHandler, ServiceIdentity
 from ingest.recipients import RecipientDirectory
 from ingest.server import IngestLimits, IngestSMTP, SessionTracker
 
@@ -44,8 +44,10 @@ class IngestService:
         mx_port: int = 2525,
         submission_port: int = 2587,
         server_name: str | None = None,
+        service_identity: ServiceIdentity | None = None,
     ):
         self.limits = limits or IngestLimits()
+        self.service_identity = service_identity
         self.mail_domain = mail_domain
         self.host = host
         self.requested_ports = {"mx": mx_port, "submission": submission_port}
@@ -70,6 +72,7 @@ class IngestService:
             directory_executor=self.directory_executor,
             limits=self.limits,
             tracker=self.tracker,
+            service=self.service_identity if origin == "submission" else None,
         )
 
     def _protocol_factory(self, origin: str) -> Callable[[], IngestSMTP]:

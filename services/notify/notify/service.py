@@ -2,14 +2,16 @@
 
 - `mail.delivered`: a transient notification on the `mail.live` exchange (routing key: the mailbox) with
   the entry's list fields and the folder's unread count, for the webmail to show without a reload; for a
-  Quarantine entry, also a notice mail to the recipient.
+  Quarantine entry, also a notice mail to the recipient. The count is one counted after the entry was
+  stored; notifications to the same folder that ask at the same time share one query (`notify.counts`).
 - `account.reset_requested`: the reset link, mailed to the recovery address.
 - `account.password_changed`: a notice mailed to the mailbox.
 - `mail.bounced`: a French delivery status notification (RFC 3464) mailed to the sender.
 
-Mails go through the real SMTP path: to the academy's MX (ingest) for local addresses, to the SMARTHOST
-for outside ones. Sending is at-least-once with a claim per event in `notify_sent`: a redelivered event
-whose mail already left sends nothing; one that crashed mid-send sends again (same Message-ID).
+Mails go through the real SMTP path: to the academy's MX (ingest, MX_ADDRESS) for local addresses, to
+the SMARTHOST for outside ones. Sending is at-least-once with a claim per event in `notify_sent`: a
+redelivered event whose mail already left sends nothing; one that crashed mid-send sends again (same
+Message-ID).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from pymongo.errors import DuplicateKeyError
 from common import mailstore
 from common.bus import event_handler
 from common.config import get_settings
-from common.db import BlobNotFound, utcnow
+from common.db import BlobNotFound, get_database, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
 from common.topology import LIVE_EXCHANGE
 from notify import messages
+from notify.counts import CoalescedCounts
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,7 @@ class Mailer:
 class MailerProvider(DependencyProvider):
     def setup(self) -> None:
         settings = get_settings()
-        self.mailer = Mailer(
-            settings.mail_domain, (settings.smtp_host, settings.smtp_mx_port), settings.smarthost
-        )
+        self.mailer = Mailer(settings.mail_domain, settings.mx_endpoint(), settings.smarthost)
 
     def get_dependency(self, worker_ctx) -> Mailer:
         return self.mailer
@@ -114,6 +115,19 @@ class LiveProvider(DependencyProvider):
             self.channel.close()
 
 
+class UnreadCountsProvider(DependencyProvider):
+    """Unread counts per (mailbox, folder), one query for the notifications that ask at the same time."""
+
+    def setup(self) -> None:
+        entries = get_database().mailbox_entries
+        self.counts = CoalescedCounts(
+            lambda key: entries.count_documents({"mailbox": key[0], "folder": key[1], "flags.seen": False})
+        )
+
+    def get_dependency(self, worker_ctx) -> CoalescedCounts:
+        return self.counts
+
+
 class NotifyService:
     name = "notify"
 
@@ -121,6 +135,7 @@ class NotifyService:
     blobs = BlobStoreProvider()
     live = LiveProvider()
     mailer = MailerProvider()
+    unread = UnreadCountsProvider()
 
     @event_handler("mail.delivered")
     def on_mail_delivered(self, envelope: Envelope) -> None:
@@ -139,9 +154,7 @@ class NotifyService:
         )
         if entry is None:
             raise LookupError(f"mailbox entry {payload['entry_id']} not found")
-        unread = self.db.mailbox_entries.count_documents(
-            {"mailbox": payload["mailbox"], "folder": payload["folder"], "flags.seen": False}
-        )
+        unread = self.unread.get((payload["mailbox"], payload["folder"]))
         self.live.publish(
             payload["mailbox"],
             {

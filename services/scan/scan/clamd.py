@@ -14,10 +14,13 @@ import time
 from dataclasses import dataclass
 
 import pyclamd
+from prometheus_client import Gauge
 
 from scan.exceptions import ScannerUnavailable
 
 CHUNK_SIZE = 64 * 1024
+
+CLAMD_UP = Gauge("scan_clamd_up", "1 when the last clamd ping or scan got an answer, 0 otherwise.")
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,23 @@ class ClamdScanner:
     def ping(self) -> bool:
         """True when clamd answers PING."""
         try:
-            return bool(self._client().ping())
+            up = bool(self._client().ping())
         except (ScannerUnavailable, pyclamd.ConnectionError, OSError):
-            return False
+            up = False
+        CLAMD_UP.set(1 if up else 0)
+        return up
 
     def scan(self, data: bytes) -> Verdict:
         """The verdict for `data`; raises ScannerUnavailable when clamd cannot give one."""
+        try:
+            verdict = self._scan(data)
+        except ScannerUnavailable:
+            CLAMD_UP.set(0)
+            raise
+        CLAMD_UP.set(1)
+        return verdict
+
+    def _scan(self, data: bytes) -> Verdict:
         engine = self.engine()
         client = self._client()
         try:

@@ -16,9 +16,10 @@ from pymongo import ASCENDING, IndexModel
 
 from common.bus import EventPublisherProvider, event_handler
 from common.config import get_settings
-from common.db import utcnow
+from common.db import get_database, insert_outcomes, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
+from common.groupcommit import GroupCommit
 from scan.clamd import ClamdScanner, Verdict
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,56 @@ class ClamdProvider(DependencyProvider):
         return self.scanner
 
 
+class VerdictLog:
+    """The verdicts kept in `scan_verdicts` (an audit trail for the quarantine), one per message.
+
+    The records of concurrent workers share one insert (`common.groupcommit`); each worker returns only
+    once its own is stored. A redelivered message's verdict replaces the first one with its twin.
+    """
+
+    def __init__(self, collection):
+        self.collection = collection
+        self._commit = GroupCommit(self._insert)
+
+    def record(self, message_id: str, verdict: Verdict) -> None:
+        document = {
+            "_id": message_id,
+            "verdict": verdict.label,
+            "signature": verdict.signature,
+            "engine": verdict.engine,
+            "scanned_at": utcnow(),
+        }
+        outcome = self._commit.submit([document])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+
+    def _insert(self, documents: list[dict]) -> list[bool | Exception]:
+        outcomes = insert_outcomes(self.collection, documents)
+        for index, outcome in enumerate(outcomes):
+            if outcome is False:  # already recorded: a redelivery
+                try:
+                    self.collection.replace_one({"_id": documents[index]["_id"]}, documents[index])
+                    outcomes[index] = True
+                except Exception as exc:  # noqa: BLE001 - that record's outcome
+                    outcomes[index] = exc
+        return outcomes
+
+
+class VerdictLogProvider(DependencyProvider):
+    def setup(self) -> None:
+        self.log = VerdictLog(get_database().scan_verdicts)
+
+    def get_dependency(self, worker_ctx) -> VerdictLog:
+        return self.log
+
+
 class ScanService:
     name = "scan"
 
     clamd = ClamdProvider()
     blobs = BlobStoreProvider()
-    db = DatabaseProvider(INDEXES)
+    db = DatabaseProvider(INDEXES)  # creates the indexes of `scan_verdicts`
+    verdicts = VerdictLogProvider()
     publisher = EventPublisherProvider()
 
     @event_handler("mail.received", max_attempts=get_settings().scan_max_attempts)
@@ -63,7 +108,7 @@ class ScanService:
             verdict = self.clamd.scan(raw)
         SCANNED_BYTES.inc(len(raw))
         VERDICTS.labels(verdict.label).inc()
-        self._record(message_id, verdict)
+        self.verdicts.record(message_id, verdict)
         common = {k: payload[k] for k in ("message_id", "sender", "recipients", "origin")}
         extra = {k: v for k, v in payload.items() if k not in common and k not in {"size"}}
         if verdict.infected:
@@ -78,17 +123,3 @@ class ScanService:
             self.publisher.publish(
                 "mail.scanned", {**extra, **common, "scanner": verdict.engine}, parent=envelope
             )
-
-    def _record(self, message_id: str, verdict: Verdict) -> None:
-        """Keep the verdict (an audit trail for the quarantine); a redelivery overwrites it with its twin."""
-        self.db.scan_verdicts.replace_one(
-            {"_id": message_id},
-            {
-                "_id": message_id,
-                "verdict": verdict.label,
-                "signature": verdict.signature,
-                "engine": verdict.engine,
-                "scanned_at": utcnow(),
-            },
-            upsert=True,
-        )

@@ -49,8 +49,8 @@ def test_infected_mail_goes_to_quarantine_with_its_signature():
     service.on_mail_received(EVENT)
     event_type, payload = service.publisher.publish.call_args.args
     assert (event_type, payload["signature"]) == ("mail.infected", "Win.Test.EICAR")
-    recorded = service.db.scan_verdicts.replace_one.call_args.args[1]
-    assert recorded["verdict"] == "infected"
+    message_id, recorded = service.verdicts.record.call_args.args
+    assert (message_id, recorded.label) == ("m1", "infected")
 
 
 def test_no_verdict_means_no_event_and_an_error_for_the_retry_machinery():

@@ -13,10 +13,12 @@ helpers here: `get_session` / `ensure_session`, `login_required`, `render`, `fla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import importlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from aiohttp import web
 
 from common.config import Settings
 from webmail import security
-from webmail.sessions import Session, SessionStore
+from webmail.sessions import PURGE_INTERVAL_SECONDS, Session, SessionStore
 
 log = logging.getLogger("webmail")
 
@@ -38,6 +40,10 @@ DATABASE = web.AppKey("database", object)
 DIRECTORY = web.AppKey("directory", object)
 SESSIONS = web.AppKey("sessions", SessionStore)
 PUBLISHER = web.AppKey("publisher", object)
+#: Per-request state: the session, whether it ended during the request, whether the cookie named a dead one.
+SESSION = web.RequestKey("session", object)
+SESSION_ENDED = web.RequestKey("session_ended", bool)
+SESSION_EXPIRED = web.RequestKey("session_expired", bool)
 
 #: Views, in route order. Each module has `setup(app)`.
 VIEW_MODULES = ("webmail.views.auth", "webmail.views.help", "webmail.views.mail", "webmail.views.compose")
@@ -61,23 +67,24 @@ def client_address(request: web.Request) -> str:
 
 def get_session(request: web.Request) -> Session | None:
     """The request's session, if its cookie named a live one."""
-    return request.get("session")
+    return request.get(SESSION)
 
 
 async def ensure_session(request: web.Request) -> Session:
     """The request's session, creating an anonymous one (and its cookie) if there is none."""
-    session = request.get("session")
+    session = request.get(SESSION)
     if session is None:
         store = request.app[SESSIONS]
         session = await run_sync(store.new, client_address(request), request.headers.get("User-Agent", ""))
-        request["session"] = session
+        request[SESSION] = session
+        request[SESSION_ENDED] = False  # a page shown right after a logout needs its new session
     return session
 
 
 def replace_session(request: web.Request, session: Session | None) -> None:
     """Make `session` the request's session (after login); None ends it (logout)."""
-    request["session"] = session
-    request["session_ended"] = session is None
+    request[SESSION] = session
+    request[SESSION_ENDED] = session is None
 
 
 def flash(session: Session, level: str, message: str) -> None:
@@ -93,7 +100,10 @@ def login_required(handler: Handler) -> Handler:
     async def wrapper(request: web.Request) -> web.StreamResponse:
         session = get_session(request)
         if session is None or not session.account_id:
-            return _to_login(request, "/connexion")
+            # A cookie that named no live session: it expired (idle or absolute timeout) or was revoked.
+            return _to_login(
+                request, "/connexion?motif=expiree" if request.get(SESSION_EXPIRED) else "/connexion"
+            )
         if session.must_change_password:
             return _to_login(request, "/premiere-connexion/mot-de-passe")
         return await handler(request)
@@ -120,6 +130,7 @@ async def render(
         "csrf_token": session.csrf_token if session else "",
         "settings": request.app[SETTINGS],
         "flashes": [],
+        "nav": "",  # base.html compares it; pages of a section override it
     }
     if session is not None and session.data.get("flash"):
         base["flashes"] = session.data.pop("flash")
@@ -162,12 +173,31 @@ async def _error_page(request: web.Request, status: int, detail: str | None) -> 
     title = ERROR_TITLES.get(status, "Erreur")
     if detail and detail.startswith(f"{status}:"):
         detail = None  # aiohttp's English default text
+    if status == 413:
+        # aiohttp refuses an over-long body itself, in English; say it in French with the limit.
+        limit = request.app[SETTINGS].webmail_max_upload_bytes / (1024 * 1024)
+        detail = f"L'envoi dépasse la taille maximale autorisée ({limit:.0f} Mo de pièces jointes)."
     try:
         context = {"status": status, "title": title, "detail": detail}
         return await render(request, "error.html", context, status)
     except Exception:  # the error page itself must not fail
         log.exception("cannot render the error page")
         return web.Response(status=status, text=title, content_type="text/plain", charset="utf-8")
+
+
+@web.middleware
+async def timing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`Server-Timing: app;dur=<ms>` on every response: the server's own time, without the network
+    (bench/bench_webmail.py reads it; browsers show it in their developer tools)."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        raise
+    if not response.prepared:  # a streamed response has sent its headers already
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
 
 
 @web.middleware
@@ -188,7 +218,8 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     name = cookie_name(settings)
     token = request.cookies.get(name, "")
     if token and not request.path.startswith("/static/"):
-        request["session"] = await run_sync(request.app[SESSIONS].load, token)
+        request[SESSION] = await run_sync(request.app[SESSIONS].load, token)
+        request[SESSION_EXPIRED] = request[SESSION] is None
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -200,7 +231,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def _finish_session(request: web.Request, response: web.StreamResponse, name: str, settings) -> None:
     session = get_session(request)
-    if request.get("session_ended"):
+    if request.get(SESSION_ENDED):
         response.del_cookie(name, path="/", secure=settings.webmail_cookie_secure, samesite="Lax")
         return
     if session is None:
@@ -251,6 +282,27 @@ def _static_routes(app: web.Application, settings: Settings) -> None:
             log.warning("front-end assets missing in %s: run `make bootstrap`", folder)
 
 
+async def _purge_sessions_forever(app: web.Application) -> None:
+    while True:
+        try:
+            purged = await run_sync(app[SESSIONS].purge)
+            if purged:
+                log.info("purged %d ended sessions", purged)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("cannot purge ended sessions; will retry")
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+async def _session_purger(app: web.Application):
+    task = asyncio.create_task(_purge_sessions_forever(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(
     settings: Settings,
     *,
@@ -259,8 +311,17 @@ def create_app(
     publisher: Any = None,
 ) -> web.Application:
     """The webmail application over a database, a directory client and an event publisher."""
+    from webmail.session_check import session_check_middleware  # it imports this module
+
     app = web.Application(
-        middlewares=[headers_middleware, error_middleware, session_middleware, csrf_middleware],
+        middlewares=[
+            timing_middleware,
+            headers_middleware,
+            error_middleware,
+            session_middleware,
+            session_check_middleware,
+            csrf_middleware,
+        ],
         client_max_size=settings.webmail_max_upload_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
@@ -280,6 +341,7 @@ def create_app(
     )
     env.globals["mail_domain"] = settings.mail_domain
     _static_routes(app, settings)
+    app.cleanup_ctx.append(_session_purger)
     for module in VIEW_MODULES:
         importlib.import_module(module).setup(app)
     return app

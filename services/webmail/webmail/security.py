@@ -87,13 +87,19 @@ def _origin_of(url: str) -> str:
 def same_origin(request: web.Request, public_url: str) -> bool:
     """True when the request says it comes from the webmail's own origin.
 
-    Browsers send `Origin` on every cross-site POST; when it is missing (some same-origin navigations),
-    `Referer` is used. A request with neither is refused: the webmail's own pages always send one.
+    Browsers send `Origin` on every cross-site POST. Under our `Referrer-Policy: no-referrer` they send
+    `Origin: null` (and no `Referer`) for a form posted by our own pages, so a `null` or missing origin
+    is judged by `Sec-Fetch-Site` (set by the browser, never by a page's script): only `same-origin`
+    passes — a foreign page that hides its origin the same way is `cross-site`. Older browsers without
+    it fall back to `Referer`. A request with none of them is refused.
     """
     allowed = {_origin_of(public_url), f"{request.scheme}://{request.host}".lower()}
     origin = request.headers.get("Origin")
     if origin and origin != "null":
         return origin.lower() in allowed
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site:
+        return fetch_site == "same-origin"
     referer = request.headers.get("Referer")
     if referer:
         return _origin_of(referer) in allowed

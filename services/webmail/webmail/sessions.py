@@ -23,7 +23,15 @@ from pymongo.database import Database
 from common.db import utcnow
 
 COLLECTION = "webmail_sessions"
-INDEXES = {COLLECTION: [IndexModel([("account_id", ASCENDING)], name="by_account")]}
+INDEXES = {
+    COLLECTION: [
+        IndexModel([("account_id", ASCENDING)], name="by_account"),
+        IndexModel([("expires_at", ASCENDING)], name="by_expiry"),
+        IndexModel([("last_seen", ASCENDING)], name="by_last_seen"),
+    ]
+}
+#: How often each webmail process purges ended sessions (anonymous ones pile up otherwise).
+PURGE_INTERVAL_SECONDS = 600
 
 #: An anonymous session (login form, captcha) lives this long without becoming a login.
 ANONYMOUS_LIFETIME = dt.timedelta(minutes=30)
@@ -209,6 +217,13 @@ class SessionStore:
                 self.end(session.id)
                 return True
         return False
+
+    def purge(self) -> int:
+        """Delete sessions past their end or idle too long (FerretDB has no TTL index); returns how many."""
+        now = utcnow()
+        expired = self.collection.delete_many({"expires_at": {"$lte": now}}).deleted_count
+        idle = self.collection.delete_many({"last_seen": {"$lte": now - self.idle}}).deleted_count
+        return expired + idle
 
     def end_all(self, account_id: str, keep: str = "") -> int:
         """End every session of an account except `keep` (an id); returns how many ended."""
