@@ -10,22 +10,9 @@ import uuid
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import axe_violations, screenshot
+from tests.browser.conftest import axe_violations, login, screenshot
 
 ATTACHMENT = "Bonjour Louis,\nvoici le compte rendu du conseil pédagogique.\n".encode() * 50
-
-
-def login(page, address: str, password: str) -> None:
-    """Log in through the login page (the textbox by role: the fieldset's legend also says "identifiants")."""
-    page.goto("/connexion")
-    page.get_by_role("textbox", name=re.compile("^Identifiant")).fill(address)
-    page.get_by_label("Mot de passe", exact=True).fill(password)
-    page.get_by_role("button", name="Se connecter").click()
-    try:
-        page.wait_for_url("**/courrier/**")
-    except Exception:
-        print("LOGIN FAILED", page.url, page.locator("main").inner_text()[:1500])
-        raise
 
 
 def wait_for_message(page, folder: str, subject: str, timeout: float = 90) -> None:
