@@ -80,9 +80,16 @@ def client_tls_context() -> ssl.SSLContext:
 
 @contextmanager
 def running_ingest(
-    *, directory, blobs, publisher, tls_folder: Path, limits: IngestLimits | None = None
+    *,
+    directory,
+    blobs,
+    publisher,
+    tls_folder: Path,
+    limits: IngestLimits | None = None,
+    service_identity=None,
 ) -> Iterator[IngestThread]:
-    """Start ingest on free ports for the duration of a `with` block."""
+    """Start ingest on free ports for the duration of a `with` block (with `service_identity`, the
+    webmail's proxy login is accepted on the submission port)."""
     service = IngestService(
         mail_domain=DOMAIN,
         directory=directory,
@@ -94,6 +101,7 @@ def running_ingest(
         mx_port=free_port(),
         submission_port=free_port(),
         server_name="mx.test.invalid",
+        service_identity=service_identity,
     )
     thread = IngestThread(service).start()
     try:

@@ -17,21 +17,16 @@ from email.message import EmailMessage
 import pytest
 
 from ingest.handler import ServiceIdentity
-from ingest.service import IngestService
-from tests.helpers import free_port
 from tests.smtp_helpers import (  # noqa: F401 - fixtures
     CAMILLE,
     CAMILLE_PASSWORD,
-    DEFAULT_LIMITS,
     DOMAIN,
-    IngestThread,
-    _Recording,
     blobs,
     client_tls_context,
     directory,
     events,
     publisher,
-    tls_context,
+    running_ingest,
     tls_folder,
 )
 
@@ -41,22 +36,14 @@ DOMINIQUE = f"dominique.durand@{DOMAIN}"
 
 @pytest.fixture
 def ingest(blobs, directory, publisher, tls_folder, events):
-    service = IngestService(
-        mail_domain=DOMAIN,
+    with running_ingest(
         directory=directory,
-        blobs=_Recording(blobs),  # so that `events` reports this test's events only
+        blobs=blobs,
         publisher=publisher,
-        tls_context=tls_context(tls_folder),
-        limits=DEFAULT_LIMITS,
-        host="127.0.0.1",
-        mx_port=free_port(),
-        submission_port=free_port(),
-        server_name="mx.test.invalid",
+        tls_folder=tls_folder,
         service_identity=ServiceIdentity("webmail", SECRET),
-    )
-    thread = IngestThread(service).start()
-    yield thread
-    thread.stop()
+    ) as thread:
+        yield thread
 
 
 def plain(client: smtplib.SMTP, authzid: str, login: str, password: str) -> None:

@@ -14,19 +14,15 @@ import pytest
 
 from common.config import get_settings
 from ingest.handler import ServiceIdentity
-from ingest.service import IngestService
 from tests.helpers import free_port
 from tests.smtp_helpers import (  # noqa: F401 - fixtures
     CAMILLE,
-    DEFAULT_LIMITS,
     DOMAIN,
-    IngestThread,
-    _Recording,
     blobs,
     directory,
     events,
     publisher,
-    tls_context,
+    running_ingest,
     tls_folder,
 )
 from webmail import submission
@@ -37,22 +33,14 @@ DOMINIQUE = f"dominique.durand@{DOMAIN}"
 
 @pytest.fixture
 def ingest(blobs, directory, publisher, tls_folder, events):
-    service = IngestService(
-        mail_domain=DOMAIN,
+    with running_ingest(
         directory=directory,
-        blobs=_Recording(blobs),
+        blobs=blobs,
         publisher=publisher,
-        tls_context=tls_context(tls_folder),
-        limits=DEFAULT_LIMITS,
-        host="127.0.0.1",
-        mx_port=free_port(),
-        submission_port=free_port(),
-        server_name="mx.test.invalid",
+        tls_folder=tls_folder,
         service_identity=ServiceIdentity("webmail", SECRET),
-    )
-    thread = IngestThread(service).start()
-    yield thread
-    thread.stop()
+    ) as thread:
+        yield thread
 
 
 def settings_for(ingest, tls_folder, **overrides):

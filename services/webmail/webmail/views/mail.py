@@ -148,6 +148,15 @@ def _mailbox(request: web.Request) -> Mailbox:
     return Mailbox(request.app[DATABASE], session.address)
 
 
+async def _entry_or_404(request: web.Request) -> tuple[Mailbox, dict]:
+    """The user's mailbox and the entry the URL names; 404 when it is not theirs or does not exist."""
+    box = _mailbox(request)
+    entry = await run_sync(box.entry, request.match_info["entry_id"])
+    if entry is None:
+        raise web.HTTPNotFound()
+    return box, entry
+
+
 def _int(value: str | None, default: int, low: int = 1, high: int = 100_000) -> int:
     try:
         return max(low, min(high, int(value or default)))
@@ -271,10 +280,7 @@ def _sort_url(base: str, key: str, sort: str, order: str) -> str:
 @login_required
 async def row_fragment(request: web.Request) -> web.Response:
     """One `<tr>` of the list, for the live update of an open folder (same markup as the page)."""
-    box = _mailbox(request)
-    entry = await run_sync(box.entry, request.match_info["entry_id"])
-    if entry is None:
-        raise web.HTTPNotFound()
+    _, entry = await _entry_or_404(request)
     return await render(request, "mail/row.html", {"r": row(entry), "show_folder": False})
 
 
@@ -283,10 +289,7 @@ async def row_fragment(request: web.Request) -> web.Response:
 
 @login_required
 async def read_page(request: web.Request) -> web.Response:
-    box = _mailbox(request)
-    entry = await run_sync(box.entry, request.match_info["entry_id"])
-    if entry is None:
-        raise web.HTTPNotFound()
+    box, entry = await _entry_or_404(request)
     folder = entry.get("folder", INBOX)
     if folder != request.match_info["folder"]:
         # the message was moved since the link was made: show it where it is
@@ -353,10 +356,7 @@ def _attachment_url(entry_id: str, part: int) -> str:
 @login_required
 async def body_frame(request: web.Request) -> web.Response:
     """The sanitised body as a document of its own, for `<iframe sandbox>`; never a script."""
-    box = _mailbox(request)
-    entry = await run_sync(box.entry, request.match_info["entry_id"])
-    if entry is None:
-        raise web.HTTPNotFound()
+    box, entry = await _entry_or_404(request)
     infected = bool(entry.get("virus"))
     allow_images = request.query.get("images") == "1" and not infected
     try:
@@ -375,10 +375,7 @@ async def body_frame(request: web.Request) -> web.Response:
 
 @login_required
 async def attachment_download(request: web.Request) -> web.Response:
-    box = _mailbox(request)
-    entry = await run_sync(box.entry, request.match_info["entry_id"])
-    if entry is None:
-        raise web.HTTPNotFound()
+    box, entry = await _entry_or_404(request)
     if entry.get("virus"):
         raise web.HTTPForbidden(
             text="Ce message contient un virus : ses pièces jointes ne peuvent pas être téléchargées."
