@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROTOS := $(wildcard proto/*.proto)
 
 .PHONY: help bootstrap bootstrap-bench proto lint format test test-unit run stop status model corpus \
-	bench bench-spam bench-directory bench-scan bench-pipeline bench-peak bench-webmail clean
+	bench bench-spam bench-directory bench-scan bench-pipeline bench-peak bench-webmail bench-agenda clean
 
 help:
 	@echo "make run     install, start the infrastructure, every service and the demo data"
@@ -63,6 +63,10 @@ corpus: bootstrap
 
 bench: proto bootstrap-bench
 	$(PY) scripts/stack.py run -- $(PY) bench/run_all.py
+
+# The calendar and personal contacts queries of a busy year and 3,000 contacts per user (docs/agenda.md).
+bench-agenda: proto
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_agenda.py
 
 bench-spam: proto bootstrap-bench
 	$(PY) scripts/stack.py run -- $(PY) bench/bench_spam.py

@@ -14,12 +14,16 @@ Both receive the same load from the same sender (bench/smtp_load.py): `--session
 sessions, each sending its share of `--messages` messages of `--size` bytes to one mailbox, timed from
 the first connection to the last delivery (for the platform, the last `mail.delivered`, which follows
 each stored entry; for Postfix, the last file in the Maildir). Prints each rate and the ratio
-platform / Postfix. The platform runs in a RabbitMQ virtual host of its own.
+platform / Postfix, and the CPU time each component of the platform used per message (bench/cpu.py).
+The platform runs in a RabbitMQ virtual host of its own and, unless `--shared-db`, on a FerretDB of its
+own (bench/private_ferretdb.py: the project's build, empty, on a free port), so that other test runs
+using the machine's database do not weigh on it (Postfix has its own queue too).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -29,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cpu import CpuSampler  # noqa: E402
 from postfix import PostfixUnavailable, PrivatePostfix  # noqa: E402
+from private_ferretdb import private_ferretdb  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from smtp_load import LoadResult, run_load  # noqa: E402
@@ -71,7 +77,7 @@ def bench_postfix(recipient: str, args) -> LoadResult:
         return load("Postfix (Maildir)", postfix.port, recipient, postfix.delivered, args)
 
 
-def bench_platform(args) -> LoadResult:
+def bench_platform(args, database_pid: int | None = None) -> LoadResult:
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_platform(Path(tmp), [("Garcia", "Louis")], "Rentree-Scolaire-2026!") as platform,
@@ -85,7 +91,18 @@ def bench_platform(args) -> LoadResult:
             def delivered() -> int:
                 return tap.queue.queue_declare(passive=True).message_count
 
-            return load("platform", platform["mx"], recipient, delivered, args)
+            cpu = CpuSampler({database_pid: "ferretdb"} if database_pid else None).start()
+            result = load("platform", platform["mx"], recipient, delivered, args)
+            used = cpu.stop()
+            per_message = ", ".join(
+                f"{name} {seconds * 1000 / max(1, result.accepted):.1f}"
+                for name, seconds in sorted(used.items(), key=lambda item: -item[1])
+            )
+            console.print(
+                f"CPU per message (ms), first connection to last delivery: {per_message}; "
+                f"all {sum(used.values()) * 1000 / max(1, result.accepted):.1f}"
+            )
+            return result
         finally:
             tap.close()
 
@@ -96,6 +113,11 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--no-postfix", action="store_true", help="measure the platform only")
+    parser.add_argument(
+        "--shared-db",
+        action="store_true",
+        help="run the platform on MONGODB_URL instead of a FerretDB of the benchmark's own",
+    )
     args = parser.parse_args()
     recipient = f"louis.garcia@{get_settings().mail_domain}"
     references: list[LoadResult] = []
@@ -105,10 +127,15 @@ def main() -> int:
     except PostfixUnavailable as exc:
         console.print(f"[yellow]no Postfix reference: {exc}[/yellow]")
     # A virtual host of its own: no other process on the machine consumes the run's events.
-    with private_vhost(get_settings().amqp_url, "bench-pipeline") as amqp_url:
+    with contextlib.ExitStack() as stack:
+        database_pid = None
+        if not args.shared_db:
+            url, database_pid = stack.enter_context(private_ferretdb())
+            os.environ["MONGODB_URL"] = url
+        amqp_url = stack.enter_context(private_vhost(get_settings().amqp_url, "bench-pipeline"))
         os.environ["AMQP_URL"] = amqp_url
         reset_settings()
-        ours = bench_platform(args)
+        ours = bench_platform(args, database_pid)
     if references:
         references.append(bench_postfix(recipient, args))
         reference = sum(r.rate for r in references) / len(references)

@@ -1,27 +1,24 @@
 """Webmail benchmark: one mailbox of 100,000 messages, server-side time of the pages that read it.
 
     make bench-webmail
-    .venv/bin/python bench/bench_webmail.py [--messages 100000] [--requests 30] [--scan-requests N]
-        [--in-process-scans] [--pages WORD ...] [--keep | --reuse NAME] [--logs DIR] [--no-http]
+    .venv/bin/python bench/bench_webmail.py [--messages 100000] [--requests 30] [--pages WORD ...]
+        [--keep | --reuse NAME] [--logs DIR] [--no-http]
 
 Fills a scratch database with one mailbox of `--messages` entries written straight into
 `mailbox_entries` (fields as delivery writes them: `common.mailstore.summarize` of a few template
-messages, varied in sender, subject, search text, date, flags and folder; a handful of raw blobs that the
+messages, varied in sender, subject, search fields, date, flags and folder; a handful of raw blobs that the
 entries point at), starts the directory and the webmail (`python -m webmail`) as processes on it, logs
 in through the real login form, and measures:
 
+* in process — the database work of each page: an entry by `_id` (the reference: one index lookup),
+  `Mailbox.folders()` (the side menu's unread counts), `Mailbox.page` (first and deep page, with the
+  folder's total), `Mailbox.search` (frequent words, a sender, words found nowhere);
 * over HTTP — the first page of the inbox, a deep page (page 1,000 by default), a message, its body
-  frame, and a search; times are the server's own (`Server-Timing: app;dur=…`, added by the webmail's
-  `timing_middleware`) next to the client's;
-* in process — the `_id` reads (an entry, its raw message, `Mailbox.entry`) and, with
-  `--in-process-scans` (default on MongoDB only), the `Mailbox.page/counts/search` calls the pages make;
-* a prototype, `ListingBuckets`: folder lists kept in documents read by `_id`, what would bring a list
-  under 50 ms on FerretDB.
+  frame, and searches; times are the server's own (`Server-Timing: app;dur=…`, added by the webmail's
+  `timing_middleware`) next to the client's.
 
-Calls answered with a collection scan on FerretDB v1 (every filter but a lone `_id`: listing, counts,
-search) take tens of seconds at 100,000 messages there, so they are timed `--scan-requests` times
-(default: 1 on FerretDB, `--requests` on MongoDB); the others `--requests` times (default 30). It prints
-p50/p95/max per operation; nothing is asserted: figures go to BENCHMARKS.md.
+It prints p50/p95/max per operation, and each in-process p50 as a multiple of the `_id` lookup measured
+in the same run; nothing is asserted: figures go to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -55,8 +52,6 @@ from common.db import BlobStore, ensure_indexes, get_client  # noqa: E402
 
 PASSWORD = "Rentree-Scolaire#Mesure2026"  # noqa: S105 - the benchmark account's password
 BATCH = 1000
-PROJECTION = {"from": 1, "subject": 1, "date": 1, "received_at": 1, "snippet": 1, "flags": 1, "size": 1}
-PROJECTION |= {"has_attachments": 1, "folder": 1}
 
 SENDERS = [
     ("Camille Martin", "camille.martin@ac-montpellier.fr"),
@@ -135,9 +130,11 @@ def build_mailbox(db, address: str, count: int, seed: int = 42) -> None:
                 doc["subject"] = SUBJECTS[rng.randrange(len(SUBJECTS))].format(n=n)
                 doc["date"] = received - dt.timedelta(seconds=rng.randrange(120))
                 doc["snippet"] = BODIES[n % len(BODIES)].format(n=n).replace("\n", " ").strip()
-                if "search_text" in summary:  # the webmail's search field, as summarize() folds it
-                    words = mailstore.fold(f"{doc['subject']} {name} {sender}")
-                    doc["search_text"] = f"{words} {summary['search_text']}"[: mailstore.SEARCH_TEXT_LENGTH]
+                # the webmail's search fields, as summarize() folds them
+                words = mailstore.fold(f"{doc['subject']} {name} {sender}")
+                doc["search_text"] = f"{words} {summary['search_text']}"[: mailstore.SEARCH_TEXT_LENGTH]
+                doc["search_from"] = mailstore.fold(f"{name} {sender}")
+                doc["search_subject"] = mailstore.fold(doc["subject"])
                 batch.append(
                     {
                         **doc,
@@ -197,51 +194,55 @@ def measure(label: str, requests_: int, fn: Callable[[int], Any], warm_up: bool 
     return timings
 
 
-def scanning(args, label: str, fn: Callable[[int], Any]) -> list[float]:
-    """Measure a call that FerretDB answers with a collection scan: `--scan-requests` times, no warm-up."""
-    return measure(label, args.scan_requests, fn, warm_up=args.scan_requests == args.requests)
-
-
 # --- in process ---------------------------------------------------------------------------------------
 
 
-def query_page(db, address: str, folder: str, page: int, size: int) -> list[dict]:
-    """The listing query a folder page needs (served by the `folder_listing` index on MongoDB)."""
-    cursor = (
-        db.mailbox_entries.find({"mailbox": address, "folder": folder}, PROJECTION)
-        .sort("received_at", -1)
-        .skip((page - 1) * size)
-        .limit(size)
-    )
-    return list(cursor)
+#: Searches timed, by label: (free text, sender); the last one matches nothing, so it reads every entry.
+SEARCHES = {
+    "search 'pont du gard'": ("pont du gard", ""),
+    "search sender 'rectorat'": ("", "rectorat"),
+    "search 'introuvable' (no match)": ("introuvable", ""),
+}
 
 
 def in_process(db, address: str, ids: list[str], args) -> None:
-    print(f"\nIn process, {args.requests} calls each (database work only):", flush=True)
-    measure("pymongo: entry by _id", args.requests, lambda i: db.mailbox_entries.find_one({"_id": ids[i]}))
+    from webmail.mailbox import Mailbox
+
+    print(f"\nIn process, {args.requests} calls each (database work only; x = p50 / p50 of the _id read):")
+    reference = measure(
+        "entry by _id (reference)", args.requests, lambda i: db.mailbox_entries.find_one({"_id": ids[i]})
+    )
+    base = sorted(reference)[len(reference) // 2]
+
+    def relative(label: str, fn: Callable[[int], Any], requests_: int | None = None) -> None:
+        timings = measure(label, requests_ or args.requests, fn)
+        print(f"  {'':<46} x {sorted(timings)[len(timings) // 2] / base:,.0f}")
+
     blobs = BlobStore(db)
     raw_id = db.mailbox_entries.find_one({"_id": ids[0]})["message_id"]
-    measure("pymongo: raw message from the blob store", args.requests, lambda i: blobs.get(raw_id))
-    try:
-        from webmail.mailbox import Mailbox
-    except ImportError as exc:
-        print(f"  (webmail.mailbox not importable: {exc}; Mailbox calls not measured)")
-        return
+    relative("raw message from the blob store", lambda i: blobs.get(raw_id))
     mailbox = Mailbox(db, address)
-    measure("Mailbox.entry(id)", args.requests, lambda i: mailbox.entry(ids[i]))
-    if not args.in_process_scans:
-        print("  (Mailbox.page/counts/search: see the HTTP figures; --in-process-scans to time them here)")
-        return
-    # What a folder page asks of the database: a count and a find (page), two aggregations (counts).
-    scanning(
-        args, "pymongo: find() of inbox page 1", lambda i: query_page(db, address, "INBOX", 1, args.page_size)
+    relative("Mailbox.entry(id)", lambda i: mailbox.entry(ids[i]))
+    relative("Mailbox.folders() (side menu)", lambda i: mailbox.folders())
+    relative("Mailbox.total(INBOX), cached older part", lambda i: mailbox.total("INBOX"))
+
+    def recount(i: int) -> int:
+        mailstore.mark_changed(db, address)  # as after a move: the older part is counted again
+        return mailbox.total("INBOX")
+
+    relative("Mailbox.total(INBOX) after a change", recount)
+    relative("Mailbox.page(INBOX, 1)", lambda i: mailbox.page("INBOX", 1, page_size=args.page_size))
+    deep = args.deep_page
+    relative(
+        f"Mailbox.page(INBOX, {deep:,})", lambda i: mailbox.page("INBOX", deep, page_size=args.page_size)
     )
-    scanning(args, "Mailbox.page(INBOX, 1)", lambda i: mailbox.page("INBOX", 1))
-    scanning(
-        args, f"Mailbox.page(INBOX, {args.deep_page:,})", lambda i: mailbox.page("INBOX", args.deep_page)
-    )
-    scanning(args, "Mailbox.counts() (side menu of every page)", lambda i: mailbox.counts())
-    scanning(args, "Mailbox.search('pont du gard')", lambda i: mailbox.search("pont du gard"))
+    for label, (text, sender) in SEARCHES.items():
+        slow = "no match" in label
+        relative(
+            label.replace("search", "Mailbox.search"),
+            lambda i, text=text, sender=sender: mailbox.search(text, sender=sender, page_size=args.page_size),
+            min(args.requests, 5) if slow else None,
+        )
 
 
 # --- over HTTP ----------------------------------------------------------------------------------------
@@ -274,17 +275,19 @@ def server_ms(response: requests.Response) -> float | None:
 def over_http(base: str, http: requests.Session, ids: list[str], args) -> None:
     print("\nOver HTTP (server = Server-Timing, client = round trip):")
     pages = {
-        "inbox page 1": (True, lambda i: "/courrier/INBOX"),
-        f"inbox page {args.deep_page:,}": (True, lambda i: f"/courrier/INBOX?page={args.deep_page}"),
-        "a message": (True, lambda i: f"/courrier/INBOX/{ids[i]}"),  # its side menu counts the folders
+        "inbox page 1": (False, lambda i: "/courrier/INBOX"),
+        f"inbox page {args.deep_page:,}": (False, lambda i: f"/courrier/INBOX?page={args.deep_page}"),
+        "a message": (False, lambda i: f"/courrier/INBOX/{ids[i]}"),  # its side menu counts the folders
         "a message body (iframe)": (False, lambda i: f"/courrier/message/{ids[i]}/corps?images=0"),
-        "search 'pont du gard'": (True, lambda i: "/courrier/recherche?q=pont+du+gard"),
+        "search 'pont du gard'": (False, lambda i: "/courrier/recherche?q=pont+du+gard"),
+        "search sender 'rectorat'": (False, lambda i: "/courrier/recherche?de=rectorat"),
+        "search 'introuvable' (no match)": (True, lambda i: "/courrier/recherche?q=introuvable"),
     }
-    for label, (scans, path) in pages.items():
+    for label, (slow, path) in pages.items():
         if args.pages and not any(word in label for word in args.pages):
             continue
-        count = args.scan_requests if scans else args.requests
-        warm_up = not scans or args.scan_requests == args.requests
+        count = min(args.requests, 5) if slow else args.requests
+        warm_up = True
         server: list[float] = []
         client: list[float] = []
         statuses = set()
@@ -355,23 +358,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument(
-        "--scan-requests",
-        type=int,
-        default=None,
-        help="samples of the calls FerretDB answers with a collection scan (default: --requests on "
-        "MongoDB, 1 on FerretDB, where one such call takes minutes at 100,000 messages)",
-    )
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--deep-page", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--reuse", metavar="NAME", help="measure on a database kept by --keep")
-    parser.add_argument(
-        "--in-process-scans",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also time Mailbox.page/counts/search in process (default: on MongoDB only)",
-    )
     parser.add_argument("--pages", nargs="*", help="HTTP pages to time, by a word of their label")
     parser.add_argument("--logs", default=None, help="folder for the services' logs (default: temporary)")
     parser.add_argument("--no-http", action="store_true", help="in-process measures only")
@@ -381,10 +371,6 @@ def main() -> int:
     name = args.reuse or f"bench_webmail_{uuid.uuid4().hex[:8]}"
     db = client[name]
     ferretdb = client.admin.command("buildInfo").get("ferretdbVersion")
-    if args.scan_requests is None:
-        args.scan_requests = 1 if ferretdb else args.requests
-    if args.in_process_scans is None:
-        args.in_process_scans = not ferretdb
     print(f"database {name} on {'FerretDB' if ferretdb else 'MongoDB'}", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="bench_webmail_") as tmp:
@@ -401,7 +387,6 @@ def main() -> int:
                 total = db.mailbox_entries.estimated_document_count()
                 print(f"mailbox_entries holds {total:,} documents", flush=True)
                 inbox_ids = inbox_sample(db, address, args.requests + 1)
-                listing_buckets(db, address, args)
                 in_process(db, address, inbox_ids, args)
                 if not args.no_http:
                     http = login_session(base, address, directory)
@@ -412,82 +397,6 @@ def main() -> int:
         elif args.keep:
             print(f"kept: --reuse {name}")
     return 0
-
-
-# --- prototype: folder listings materialised in documents read by `_id` ----------------------------------
-
-
-class ListingBuckets:
-    """A folder's list rows kept, newest first, in bucket documents read by `_id` only.
-
-    FerretDB v1 serves nothing but a lone `_id` filter without scanning the collection, so a list that
-    must stay fast there cannot be a query: it has to be documents found by `_id`. Per folder, a head
-    document `{_id: "<address>\0<folder>", buckets: [{id, rows}, ...]}` (newest bucket first; FerretDB v1
-    stores no nested arrays) and buckets `{_id: "<address>\0<folder>\0<n>", rows: [list fields of up to
-    BUCKET entries]}`.
-    A page is then two or three `_id` reads whatever the mailbox's size. The writers would keep them:
-    delivery `$push`es the new row to the newest bucket (a new one when it is full) and `$inc`s its count
-    in the head; a move, a delete or a flag change updates the entry's bucket (the entry records its
-    bucket id). Only the read side is prototyped here, built from one scan.
-    """
-
-    BUCKET = 200
-
-    def __init__(self, db, address: str):
-        self.db, self.address = db, address
-        self.collection = db.bench_listing_buckets
-        self.order: list[str] = []
-
-    def build(self, folder: str) -> None:
-        rows = query_all(self.db, self.address, folder)
-        self.order = [row["_id"] for row in rows]
-        head = f"{self.address}\0{folder}"
-        buckets = []
-        for n, start in enumerate(range(0, len(rows), self.BUCKET)):
-            bucket_id = f"{head}\0{n}"
-            self.collection.replace_one(
-                {"_id": bucket_id}, {"_id": bucket_id, "rows": rows[start : start + self.BUCKET]}, upsert=True
-            )
-            buckets.append({"id": bucket_id, "rows": len(rows[start : start + self.BUCKET])})
-        self.collection.replace_one({"_id": head}, {"_id": head, "buckets": buckets}, upsert=True)
-
-    def page(self, folder: str, page: int, size: int) -> tuple[list[dict], int]:
-        head = self.collection.find_one({"_id": f"{self.address}\0{folder}"}) or {"buckets": []}
-        total = sum(bucket["rows"] for bucket in head["buckets"])
-        first, last = (page - 1) * size, page * size
-        rows: list[dict] = []
-        offset = 0
-        for entry in head["buckets"]:
-            count = entry["rows"]
-            if offset + count > first and offset < last:
-                bucket = self.collection.find_one({"_id": entry["id"]})
-                rows.extend(bucket["rows"][max(0, first - offset) : last - offset])
-            offset += count
-            if offset >= last:
-                break
-        return rows, total
-
-
-def query_all(db, address: str, folder: str) -> list[dict]:
-    spec = {"mailbox": address, "folder": folder}
-    return list(db.mailbox_entries.find(spec, PROJECTION).sort("received_at", -1))
-
-
-def listing_buckets(db, address: str, args) -> ListingBuckets:
-    print("\nPrototype, folder lists in bucket documents read by _id (see ListingBuckets):", flush=True)
-    listing = ListingBuckets(db, address)
-    started = time.perf_counter()
-    listing.build("INBOX")
-    print(f"  {'build from one scan (once, not per request)':<46} {(time.perf_counter() - started):8.1f} s")
-    measure("buckets: inbox page 1", args.requests, lambda i: listing.page("INBOX", 1, args.page_size))
-    deep = args.deep_page
-    measure(
-        f"buckets: inbox page {deep:,}", args.requests, lambda i: listing.page("INBOX", deep, args.page_size)
-    )
-    # The page arithmetic over buckets gives the rows of the sorted scan the buckets were built from.
-    expected = listing.order[(deep - 1) * args.page_size : deep * args.page_size]
-    assert [row["_id"] for row in listing.page("INBOX", deep, args.page_size)[0]] == expected
-    return listing
 
 
 if __name__ == "__main__":

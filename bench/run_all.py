@@ -24,6 +24,7 @@ BENCHMARKS = [
     ("spam filters", ["bench/bench_spam.py"]),
     ("peak: scan backlog with autoscaled workers", ["bench/bench_peak.py"]),
     ("webmail: one mailbox of 100,000 messages", ["bench/bench_webmail.py"]),
+    ("calendar and personal contacts", ["bench/bench_agenda.py"]),
 ]
 
 

@@ -10,10 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Infrastructure, the local Prometheus (and promtool), swaks for the SMTP tests. `bootstrap.sh bench` also
-# installs the reference filters the spam benchmark compares against, and Postfix, the MTA the pipeline
-# benchmark compares against (it runs a private instance under var/; the system's is never configured).
-APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles prometheus swaks chromium fonts-dejavu-core)
+# Infrastructure, the local Prometheus (and promtool), swaks for the SMTP tests, chromium for the browser
+# tests, espeak-ng to remake the audio captcha's French voice (`python -m webmail.voices`).
+# `bootstrap.sh bench` also installs the reference filters the spam benchmark compares against, and
+# Postfix, the MTA the pipeline benchmark compares against (it runs a private instance under var/; the
+# system's is never configured).
+APT_PACKAGES=(rabbitmq-server clamav-daemon clamav clamav-testfiles prometheus swaks chromium fonts-dejavu-core
+  espeak-ng)
 if [ "${1:-}" = "bench" ]; then
   APT_PACKAGES+=(bogofilter spamassassin spamc postfix)
 fi

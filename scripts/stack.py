@@ -316,26 +316,18 @@ def database_healthy() -> bool:
 
 #: FerretDB's module, pinned in tools/ferretdb/go.mod.
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
-#: Changes made to FerretDB's source before it is built: (file in the module, text, replacement).
-#:
-#: FerretDB v1.24.2's SQLite backend filters a lone `_id` with `_ferretdb_sjson->'$._id' = ?`, but builds
-#: its unique `_id` index on `_ferretdb_sjson->"_id"` (the identifier falls back to the string '_id').
-#: SQLite uses an index on an expression only for a term with the same expression, so every `_id` lookup
-#: scanned its whole table. `->'_id'` means the same as `->'$._id'` and is the index's expression, so
-#: with it the unique index serves every `_id` lookup, update and delete (docs/ARCHITECTURE.md).
-FERRETDB_PATCHES = (
-    (
-        "internal/backends/sqlite/metadata/metadata.go",
-        "IDColumn = DefaultColumn + \"->'$._id'\"",
-        "IDColumn = DefaultColumn + \"->'_id'\"",
-    ),
-)
+#: Patches applied to FerretDB's source before it is built (`git apply`, paths relative to the module).
+#: `exact-pushdown.patch`: queries with the pushdown comment run whole in SQLite on the indexes, secondary
+#: indexes are built on fields' SQL values, and `_id` lookups filter on the `_id` index's own expression
+#: (upstream filters on `->'$._id'` but indexes `->"_id"`, so every `_id` lookup scanned its table).
+#: docs/ARCHITECTURE.md ("Indexed queries") says what it changes.
+FERRETDB_PATCHES = (ROOT / "tools" / "ferretdb" / "exact-pushdown.patch",)
 
 
 def ferretdb_stamp(source: Path) -> str:
     """What the FerretDB build depends on: the launcher's module and sources, and the patches."""
-    digest = hashlib.sha256(repr(FERRETDB_PATCHES).encode())
-    for path in sorted([source / "go.mod", source / "go.sum", *source.glob("*.go")]):
+    digest = hashlib.sha256()
+    for path in sorted([source / "go.mod", source / "go.sum", *source.glob("*.go"), *FERRETDB_PATCHES]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -370,12 +362,12 @@ def ferretdb_binary() -> Path:
         shutil.copytree(module, copy)  # the module cache is read-only; copies are made writable below
         for path in [copy, *copy.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
-        for relative, text, replacement in FERRETDB_PATCHES:
-            target = copy / relative
-            original = target.read_text()
-            if original.count(text) != 1:
-                raise SystemExit(f"cannot patch FerretDB: {relative} no longer contains {text!r} once")
-            target.write_text(original.replace(text, replacement))
+        for patch in FERRETDB_PATCHES:
+            applied = subprocess.run(
+                ["git", "apply", "--whitespace=nowarn", str(patch)], cwd=copy, capture_output=True, text=True
+            )
+            if applied.returncode != 0:
+                raise SystemExit(f"cannot patch FerretDB with {patch.name}: {applied.stderr.strip()}")
         workspace = Path(tmp) / "go.work"
         workspace.write_text(f"go 1.24\n\nuse (\n\t{source}\n\t{copy}\n)\n")
         built = BIN / "ferretdb.new"

@@ -156,6 +156,46 @@ def test_address_book(page, reader, platform):
     login(page, reader[0], PASSWORD)
     check(page, "annuaire", response=page.goto("/annuaire"))
     check(page, "annuaire, recherche", response=page.goto("/annuaire?q=Louis"))
+    check(page, "annuaire, établissement", response=page.goto("/annuaire?etablissement=0340001S"))
+    check(page, "annuaire, UAI invalide", 400, page.goto("/annuaire?etablissement=lycee"))
+    louis = platform["directory"].contact_card(platform["people"]["Louis"])
+    check(page, "annuaire, fiche", response=page.goto(f"/annuaire/fiche/{louis.account_id}"))
+
+
+def test_contacts(page, reader, platform):
+    from webmail.contacts import ContactBook, ContactInput
+
+    address = reader[0]
+    book = ContactBook(platform["db"])
+    contact = book.create(address, ContactInput("Anne Vidal" + letters(), emails=["anne.vidal@example.org"]))
+    group = book.create_group(address, "Équipe " + letters(), [contact.id, "ext@example.org"])
+    login(page, address, PASSWORD)
+    check(page, "mes contacts", response=page.goto("/contacts"))
+    check(page, "mes contacts, recherche vide", response=page.goto("/contacts?q=introuvable"))
+    check(page, "contact", response=page.goto(f"/contacts/{contact.id}"))
+    check(page, "nouveau contact", response=page.goto("/contacts/nouveau"))
+    check(page, "modifier un contact", response=page.goto(f"/contacts/{contact.id}/modifier"))
+    check(page, "supprimer un contact", response=page.goto(f"/contacts/{contact.id}/supprimer"))
+    check(page, "groupe", response=page.goto(f"/contacts/groupes/{group.id}"))
+    check(page, "importer", response=page.goto("/contacts/importer"))
+    page.get_by_label("Fichier de contacts").set_input_files(
+        files=[
+            {"name": "carnet.vcf", "mimeType": "text/vcard", "buffer": b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:x"}
+        ]
+    )
+    page.get_by_role("button", name="Vérifier le fichier").click()
+    check(page, "importer, fichier mal formé")
+    page.get_by_label("Fichier de contacts").set_input_files(
+        files=[
+            {
+                "name": "carnet.vcf",
+                "mimeType": "text/vcard",
+                "buffer": b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Hugo Bernard\r\nEMAIL:hugo@example.org\r\nEND:VCARD\r\n",
+            }
+        ]
+    )
+    page.get_by_role("button", name="Vérifier le fichier").click()
+    check(page, "importer, aperçu")
 
 
 def test_error_404(page, reader):
@@ -163,3 +203,24 @@ def test_error_404(page, reader):
     login(page, reader[0], PASSWORD)
     check(page, "erreur 404", 404, page.goto("/page-qui-n-existe-pas"))
     screenshot(page, "erreur-404")
+
+
+def test_calendar(page, reader):
+    login(page, reader[0], PASSWORD)
+    for view in ("jour", "semaine", "mois"):
+        check(page, f"agenda, {view}", response=page.goto(f"/agenda/{view}"))
+    check(page, "agenda, nouvel événement", response=page.goto("/agenda/nouveau"))
+    page.get_by_label("Titre").fill("Conseil de classe")
+    page.get_by_label("Heure de fin", exact=True).fill("07:00")
+    page.get_by_role("button", name="Enregistrer").click()
+    check(page, "agenda, formulaire avec erreurs")
+    page.get_by_label("Heure de fin", exact=True).fill("18:00")
+    page.get_by_label("Se répète").select_option("semaine")
+    page.get_by_role("button", name="Enregistrer").click()
+    page.wait_for_url("**/agenda/evenement/**")
+    check(page, "agenda, événement")
+    page.get_by_role("link", name="Modifier", exact=True).click()
+    check(page, "agenda, modifier une occurrence")
+    busy = page.goto("/agenda/disponibilites?participants=x@ac-montpellier.fr")
+    check(page, "agenda, disponibilités", response=busy)
+    check(page, "agenda, importer", response=page.goto("/agenda/importer"))

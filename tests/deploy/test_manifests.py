@@ -232,7 +232,7 @@ def test_dockerfiles_are_pinned_and_run_as_non_root():
         args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, flags=re.M))
         for image in froms:
             image = args.get(image.strip("${}"), image)
-            if image in {"build"}:
+            if image in {"build", "assets"}:
                 continue
             assert re.search(r":[0-9][\w.-]*$", image), f"{path.name}: {image} is not pinned to a version"
         users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
@@ -243,6 +243,28 @@ def test_dockerfiles_are_pinned_and_run_as_non_root():
     app = (DEPLOY / "docker" / "Dockerfile").read_text()
     assert "pip install -c constraints.txt ." in app
     assert "grpc_tools.protoc" in app, "stubs are generated at build time"
+    assert "npm ci" in app and "WEBMAIL_ASSETS_DIR=" in app, "the DSFR and htmx are in the image"
+
+
+def test_package_data_covers_every_file_the_services_read():
+    """`pip install .` (the image) copies only the package data listed in pyproject.toml besides code."""
+    import fnmatch
+    import tomllib
+
+    ROOT = DEPLOY.parent
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for package_dir in sorted((ROOT / "services").glob("*/*/__init__.py")):
+        package = package_dir.parent
+        patterns = package_data.get(package.name, [])
+        for path in sorted(package.rglob("*")):
+            relative = path.relative_to(package).as_posix()
+            if path.is_dir() or path.suffix in (".py", ".pyc", ".pyi") or "__pycache__" in relative:
+                continue
+            if relative.startswith("protos/"):
+                continue  # generated at build time
+            assert any(fnmatch.fnmatch(relative, pattern.replace("**/", "*")) for pattern in patterns), (
+                f"{package.name}/{relative} is not in [tool.setuptools.package-data]"
+            )
 
 
 def test_entrypoint_runs_each_service():

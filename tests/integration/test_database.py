@@ -82,6 +82,25 @@ def test_concurrent_puts_share_inserts_and_each_caller_gets_its_own_outcome(data
     assert store.get("taken") == b"first"
 
 
+def test_concurrent_gets_share_lookups_and_each_caller_gets_its_own_blob(database):
+    store = BlobStore(database)
+    blobs = {f"raw-{n}": os.urandom(4096) for n in range(40)}
+    blobs["large"] = os.urandom(600 * 1024)  # in chunks
+    for blob_id, data in blobs.items():
+        store.put(blob_id, data)
+    wanted = [*blobs, "missing", *blobs, "missing"]
+
+    def get(blob_id):
+        try:
+            return store.get(blob_id)
+        except BlobNotFound:
+            return None
+
+    with ThreadPoolExecutor(20) as pool:
+        got = list(pool.map(get, wanted))
+    assert got == [blobs.get(blob_id) for blob_id in wanted]
+
+
 def test_the_entry_writer_inserts_each_entry_once_under_concurrency(database):
     writer = mailstore.EntryWriter(database)
     entries = [{"_id": f"e{n}", "mailbox": f"m{n % 3}@ac-montpellier.fr", "size": 100} for n in range(30)]
@@ -94,6 +113,18 @@ def test_the_entry_writer_inserts_each_entry_once_under_concurrency(database):
     with ThreadPoolExecutor(10) as pool:
         first = list(pool.map(deliver, entries))
         second = list(pool.map(deliver, entries))  # every event redelivered
+    assert first == [{e["_id"]} for e in entries] and second == [set()] * 30
+    assert database.mailbox_entries.count_documents({}) == 30
+    usage = {d["_id"]: d["used_bytes"] for d in database.mailboxes.find()}
+    assert usage == {f"m{n}@ac-montpellier.fr": 1000 for n in range(3)}
+
+
+def test_insert_counted_stores_and_counts_each_entry_once_under_concurrency(database):
+    writer = mailstore.EntryWriter(database)
+    entries = [{"_id": f"e{n}", "mailbox": f"m{n % 3}@ac-montpellier.fr", "size": 100} for n in range(30)]
+    with ThreadPoolExecutor(10) as pool:
+        first = list(pool.map(lambda entry: writer.insert_counted([entry]), entries))
+        second = list(pool.map(lambda entry: writer.insert_counted([entry]), entries))  # redelivered
     assert first == [{e["_id"]} for e in entries] and second == [set()] * 30
     assert database.mailbox_entries.count_documents({}) == 30
     usage = {d["_id"]: d["used_bytes"] for d in database.mailboxes.find()}

@@ -19,11 +19,17 @@ from typing import Any
 
 import pymongo
 from pymongo import IndexModel
+from pymongo.collection import Collection
+from pymongo.cursor import Cursor
 from pymongo.database import Database
 
 from common.config import get_settings
 from common.errors import PermanentFailure
 from common.groupcommit import GroupCommit
+
+#: The query comment that asks the project's FerretDB build to run a query entirely in SQLite, on the
+#: indexes: filter, sort, skip and limit, or a count (see `indexed_find`). MongoDB only logs it.
+PUSHDOWN = "pushdown"
 
 _clients: dict[str, pymongo.MongoClient] = {}
 _clients_lock = threading.Lock()
@@ -71,6 +77,38 @@ def ensure_indexes(db: Database, specs: Mapping[str, Sequence[IndexModel]]) -> N
         for index in indexes:
             if index.document["name"] not in existing:
                 db[collection].create_indexes([index])
+
+
+def indexed_find(
+    collection: Collection,
+    query: Mapping[str, Any],
+    projection: Mapping[str, Any] | None = None,
+    sort: Sequence[tuple[str, int]] = (),
+    skip: int = 0,
+    limit: int = 0,
+) -> Cursor:
+    """`find` for queries an index serves, with the pushdown hint (`PUSHDOWN`).
+
+    On FerretDB (SQLite backend) only `_id` filters are otherwise pushed down: any other `find` reads and
+    filters the whole collection in FerretDB, and sorts, skips and limits in memory. With the hint, this
+    project's build translates the query to SQL on the indexes when it can: equality, `$gt`/`$gte`/`$lt`/
+    `$lte`/`$in` on strings, numbers, booleans and dates, literal `$regex`, `$and`, `$or` (other queries
+    run as usual). The fields compared must hold scalars, never arrays: an array would not be matched by
+    its elements as MongoDB matches it. Sort on indexed fields, with a unique last key (`_id`).
+    """
+    cursor = collection.find(query, projection, comment=PUSHDOWN)
+    if sort:
+        cursor = cursor.sort(list(sort))
+    if skip:
+        cursor = cursor.skip(skip)
+    if limit:
+        cursor = cursor.limit(limit)
+    return cursor
+
+
+def indexed_count(collection: Collection, query: Mapping[str, Any]) -> int:
+    """The number of documents matching `query`, counted on the indexes (see `indexed_find`)."""
+    return int(collection.database.command("count", collection.name, query=query, comment=PUSHDOWN)["n"])
 
 
 def insert_outcomes(collection, documents: Sequence[Mapping[str, Any]]) -> list[bool | Exception]:
@@ -123,11 +161,14 @@ class BlobStore:
     with `files_id` and `n` — except that a blob that fits in one chunk (every ordinary message) keeps its
     bytes in its files document (`data`, with `chunks: 0`): one write to store it and one read to load it,
     instead of three and two. Such writes from concurrent callers of one store share one `insert_many`
-    (`common.groupcommit`); each caller still returns only once its blob is stored. Every read and
-    write goes by `_id`: the files document's `_id` is the blob id and a chunk's is `<blob id>/<n>`.
+    (`common.groupcommit`); each caller still returns only once its blob is stored. Reads of files
+    documents that concurrent callers ask at the same time share one `$in` on `_id` (a lone read is a
+    plain `_id` lookup). Every read and write goes by `_id`: the files document's `_id` is the blob id
+    and a chunk's is `<blob id>/<n>`.
     FerretDB v1's SQLite backend pushes only a lone string `_id` filter down to SQLite and scans the
     whole collection for any other filter, so GridFS's own chunk lookups (`files_id` and `n`) would read
-    every chunk ever stored for each blob read.
+    every chunk ever stored for each blob read; an `$in` on `_id` is served by the `_id` index only with
+    the project's pushdown (`indexed_find`), which the batched reads use.
 
     A larger blob's chunks are written first and its files document last, so a blob is visible only once
     complete; a second `put` of the same id stores nothing.
@@ -138,6 +179,7 @@ class BlobStore:
         self._chunks = db[f"{bucket}.chunks"]
         self._chunk_size = chunk_size
         self._heads = GroupCommit(lambda heads: insert_outcomes(self._files, heads))
+        self._reads = GroupCommit(self._read_heads)
 
     def put(self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
         """Store `data` under `blob_id`. Returns False (and stores nothing) when it is already stored."""
@@ -174,7 +216,7 @@ class BlobStore:
 
     def get(self, blob_id: str) -> bytes:
         """The bytes stored under `blob_id`; raises BlobNotFound."""
-        head = self._files.find_one({"_id": blob_id})
+        head = self._reads.submit([blob_id])[0]
         if head is None:
             raise BlobNotFound(blob_id)
         if "data" in head:
@@ -190,6 +232,15 @@ class BlobStore:
         if len(data) != head["length"]:
             raise BlobNotFound(f"{blob_id} (stored {len(data)} of {head['length']} bytes)")
         return data
+
+    def _read_heads(self, blob_ids: list[str]) -> list[dict[str, Any] | None]:
+        """The files documents of `blob_ids` (None where absent): one `_id` lookup for a lone id, one
+        `$in` on the `_id` index (`indexed_find`) for the reads that concurrent callers asked at once."""
+        if len(blob_ids) == 1:
+            return [self._files.find_one({"_id": blob_ids[0]})]
+        heads = indexed_find(self._files, {"_id": {"$in": sorted(set(blob_ids))}})
+        found = {head["_id"]: head for head in heads}
+        return [found.get(blob_id) for blob_id in blob_ids]
 
     def exists(self, blob_id: str) -> bool:
         """True when a complete blob is stored under `blob_id`."""

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.headerregistry
 import email.policy
 import email.utils
+import functools
 import hashlib
 import re
+import secrets
+import sys
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,12 +47,15 @@ _SNIPPET_SOURCE = 20_000
 
 INDEXES = {
     "mailbox_entries": [
+        # a folder's list, newest first; `_id` breaks ties, so that a page is a walk along the index
         IndexModel(
-            [("mailbox", ASCENDING), ("folder", ASCENDING), ("received_at", DESCENDING)],
-            name="folder_listing",
+            [("mailbox", ASCENDING), ("folder", ASCENDING), ("received_at", DESCENDING), ("_id", DESCENDING)],
+            name="folder_by_date",
         ),
         IndexModel([("mailbox", ASCENDING), ("message_id", ASCENDING)], name="mailbox_message"),
-        IndexModel([("mailbox", ASCENDING), ("folder", ASCENDING), ("flags.seen", ASCENDING)], name="unread"),
+        IndexModel(
+            [("mailbox", ASCENDING), ("folder", ASCENDING), ("flags.seen", ASCENDING)], name="folder_unread"
+        ),
     ],
 }
 
@@ -85,6 +93,10 @@ class MessageSummary:
     #: lower-cased, accent-folded words of the subject, sender, attachment names and body text, capped
     #: at SEARCH_TEXT_LENGTH: the webmail searches it (no `$text` on FerretDB, bodies are not in entries)
     search_text: str = ""
+    #: the sender's name and address, and the subject, folded the same way: the search's "De" and
+    #: "Objet" criteria match them as plain substrings, which the database can test on its indexes' rows
+    search_from: str = ""
+    search_subject: str = ""
 
     def to_document(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -147,21 +159,46 @@ def _text_of(part) -> str:
 _NOT_WORD = re.compile(r"[^\w@.+-]+")
 
 
+@functools.cache
+def _combining_marks() -> dict[int, None]:
+    """A `str.translate` table deleting every combining character (what `fold` strips after NFKD)."""
+    return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))}
+
+
 def fold(text: str) -> str:
     """Lower-case `text`, strip its accents and keep its words separated by single spaces.
 
     The webmail folds a search query the same way, so "Réunion" finds "reunion" and "RÉUNION".
     """
-    import unicodedata
-
     decomposed = unicodedata.normalize("NFKD", text.lower())
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    plain = decomposed if decomposed.isascii() else decomposed.translate(_combining_marks())
     return _SPACES.sub(" ", _NOT_WORD.sub(" ", plain.replace("_", " "))).strip()
+
+
+class _RememberingHeaderFactory(email.headerregistry.HeaderRegistry):
+    """`policy.default`'s header factory, reusing the header objects it made for short values.
+
+    With `policy.default` every access to a header parses it again (`summarize` reads Content-Type
+    several times per part), and most headers of a message (Content-Type, MIME-Version, the sender…)
+    recur from message to message. Header objects are immutable, so sharing them changes nothing.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._remembered = functools.lru_cache(maxsize=4096)(super().__call__)
+
+    def __call__(self, name, value):
+        if isinstance(value, str) and len(value) <= 512:
+            return self._remembered(name, value)
+        return super().__call__(name, value)
+
+
+_POLICY = email.policy.default.clone(header_factory=_RememberingHeaderFactory())
 
 
 def summarize(raw: bytes) -> MessageSummary:
     """Parse a raw RFC 5322 message into the fields of a mailbox entry; never raises on bad input."""
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    message = email.message_from_bytes(raw, policy=_POLICY)
     senders = _addresses(message, "From")
     snippet_source, attachments = "", []
     html_fallback = ""
@@ -205,6 +242,8 @@ def summarize(raw: bytes) -> MessageSummary:
         snippet=snippet,
         attachments=attachments,
         search_text=fold(searchable[: SEARCH_TEXT_LENGTH * 2])[:SEARCH_TEXT_LENGTH],
+        search_from=fold(f"{sender.name} {sender.address}"[:1000]) if sender else "",
+        search_subject=fold(subject[:1000]),
     )
 
 
@@ -227,8 +266,27 @@ def entry_id(message_id: str, mailbox: str, copy: str) -> str:
     return hashlib.sha256(f"{message_id}\0{mailbox}\0{copy}".encode()).hexdigest()[:32]
 
 
+#: Per mailbox, a token that changes after every write that removes an entry, moves one to another folder
+#: or adds one that is not new (`{_id: address, token}`): the webmail's cached folder totals
+#: (`webmail.mailbox.FolderTotals`) hold while it stays the same. Delivery only adds new entries
+#: (`received_at` = now), which the totals count afresh, so the delivery path never writes it.
+CHANGES = "mailbox_changes"
+
+
+def mark_changed(db: Database, address: str) -> None:
+    """Record that `address`'s entries changed otherwise than by a new delivery (see `CHANGES`)."""
+    db[CHANGES].replace_one({"_id": address}, {"_id": address, "token": secrets.token_hex(8)}, upsert=True)
+
+
+def change_token(db: Database, address: str) -> str:
+    """The current token of `address` (see `CHANGES`); "" before any change."""
+    doc = db[CHANGES].find_one({"_id": address})
+    return doc["token"] if doc else ""
+
+
 def insert_entries(db: Database, entries: Iterable[dict[str, Any]]) -> set[str]:
-    """Insert mailbox entries, ignoring those already there; returns the ids newly inserted."""
+    """Insert mailbox entries (drafts, tests: not the delivery path, see `EntryWriter`), ignoring those
+    already there; returns the ids newly inserted. Marks the mailboxes changed (`mark_changed`)."""
     entries = list(entries)
     if not entries:
         return set()
@@ -239,8 +297,12 @@ def insert_entries(db: Database, entries: Iterable[dict[str, Any]]) -> set[str]:
         if any(error.get("code") != 11000 for error in errors):
             raise
         duplicates = {entries[error["index"]]["_id"] for error in errors}
-        return {entry["_id"] for entry in entries} - duplicates
-    return {entry["_id"] for entry in entries}
+        inserted = {entry["_id"] for entry in entries} - duplicates
+    else:
+        inserted = {entry["_id"] for entry in entries}
+    for address in sorted({entry["mailbox"] for entry in entries if entry["_id"] in inserted}):
+        mark_changed(db, address)
+    return inserted
 
 
 def add_usage(db: Database, entries: Iterable[dict[str, Any]]) -> None:
@@ -274,15 +336,17 @@ class EntryWriter:
     """`insert_entries` and `add_usage` for a process delivering many messages at once (delivery).
 
     The entries of the workers that deliver at the same time are inserted by one `insert_many`, and their
-    usage by one `$inc` per mailbox (`common.groupcommit`): on FerretDB v1 every write is a synced
-    commit of the database's single writer, so this is what lets concurrent deliveries go faster than one
-    at a time. Each caller returns only once its own writes are done, as with the functions.
+    usage by one `$inc` per mailbox, in the same flush with `insert_counted` (`common.groupcommit`): on
+    FerretDB v1 every write is a synced commit of the database's single writer, so this is what lets
+    concurrent deliveries go faster than one at a time. Each caller returns only once its own writes
+    are done, as with the functions.
     """
 
     def __init__(self, db: Database):
         self.db = db
         self._entries = GroupCommit(lambda documents: insert_outcomes(db.mailbox_entries, documents))
         self._usage = GroupCommit(self._add_usage)
+        self._counted = GroupCommit(self._insert_counted)
 
     def insert(self, entries: Iterable[dict[str, Any]]) -> set[str]:
         """Insert mailbox entries, ignoring those already there; returns the ids newly inserted."""
@@ -292,6 +356,29 @@ class EntryWriter:
             if isinstance(outcome, Exception):
                 raise outcome
         return {entry["_id"] for entry, outcome in zip(entries, outcomes, strict=True) if outcome is True}
+
+    def insert_counted(self, entries: Iterable[dict[str, Any]]) -> set[str]:
+        """`insert`, then `add_usage` of the entries newly inserted, in the same flush.
+
+        A caller waits for one flush instead of two. The usage of an entry is counted only once it is
+        stored, as with the two calls; if counting fails, the call raises (and a redelivery finds the
+        entries already there, exactly as when `add_usage` fails after `insert`).
+        """
+        entries = list(entries)
+        outcomes = self._counted.submit(entries)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return {entry["_id"] for entry, outcome in zip(entries, outcomes, strict=True) if outcome is True}
+
+    def _insert_counted(self, entries: list[dict[str, Any]]) -> list[bool | Exception]:
+        outcomes = insert_outcomes(self.db.mailbox_entries, entries)
+        new = [index for index, outcome in enumerate(outcomes) if outcome is True]
+        usage = self._add_usage([(entries[i]["mailbox"], int(entries[i].get("size", 0))) for i in new])
+        for index, counted in zip(new, usage, strict=True):
+            if counted is not True:
+                outcomes[index] = counted
+        return outcomes
 
     def add_usage(self, entries: Iterable[dict[str, Any]]) -> None:
         """Count the size of newly stored entries against their mailboxes (`mailboxes.used_bytes`)."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -58,6 +60,80 @@ def is_local(address: str, domain: str) -> bool:
     return address.rpartition("@")[2].lower() == domain.lower()
 
 
+#: Seconds a mailbox's quota and usage, once read, are reused (raised by this process's own deliveries).
+QUOTA_CACHE_SECONDS = 2.0
+#: `mail.delivered` carries the entry's list fields for notify unless they are longer than this (chars).
+SUMMARY_MAX_CHARS = 2_000
+
+
+class QuotaView:
+    """Quota and usage of mailboxes as delivery checks them: read once per `ttl` seconds per mailbox.
+
+    Usage is an approximation under concurrent deliveries anyway (`mailstore.over_quota`); between two
+    reads the view adds this process's own new entries, so a burst of mail to one mailbox costs one
+    read per `ttl` instead of one per message. What others change (another delivery process, the
+    webmail deleting mail, an operator raising a quota) is seen within `ttl` seconds.
+    """
+
+    def __init__(self, db, default_quota: int, ttl: float = QUOTA_CACHE_SECONDS, clock=time.monotonic):
+        self.db, self.default_quota, self.ttl, self.clock = db, default_quota, ttl, clock
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, int, int]] = {}  # mailbox -> (expires, quota, used)
+
+    def full(self, mailboxes: list[str], size: int) -> set[str]:
+        """The mailboxes that `size` more bytes would take over their quota."""
+        full = set()
+        for mailbox in mailboxes:
+            now = self.clock()
+            with self._lock:
+                known = self._known.get(mailbox)
+            if known is None or known[0] <= now:
+                # One `_id` lookup each: FerretDB v1 scans the collection for `$in`.
+                doc = self.db.mailboxes.find_one({"_id": mailbox}, {"used_bytes": 1, "quota_bytes": 1}) or {}
+                quota = doc.get("quota_bytes") or self.default_quota
+                known = (now + self.ttl, quota, doc.get("used_bytes", 0))
+                with self._lock:
+                    self._known[mailbox] = known
+                    if len(self._known) > 10_000:
+                        for stale in [m for m, k in self._known.items() if k[0] <= now]:
+                            del self._known[stale]
+            if known[2] + size > known[1]:
+                full.add(mailbox)
+        return full
+
+    def added(self, entries: list[dict[str, Any]]) -> None:
+        """Count newly stored entries in the cached usage of their mailboxes."""
+        with self._lock:
+            for entry in entries:
+                known = self._known.get(entry["mailbox"])
+                if known is not None:
+                    self._known[entry["mailbox"]] = (known[0], known[1], known[2] + int(entry.get("size", 0)))
+
+
+class QuotaProvider(DependencyProvider):
+    def setup(self) -> None:
+        self.view = QuotaView(get_database(), get_settings().mailbox_quota_bytes)
+
+    def get_dependency(self, worker_ctx) -> QuotaView:
+        return self.view
+
+
+def live_summary(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """What notify shows of a new entry (`mail.delivered`'s optional `summary`); None when too long."""
+    sender = entry.get("from")
+    summary = {
+        "from": sender,
+        "subject": entry.get("subject", ""),
+        "snippet": entry.get("snippet", ""),
+        "has_attachments": bool(entry.get("has_attachments", False)),
+        "received_at": entry["received_at"].isoformat(),
+    }
+    length = len(summary["subject"]) + len(summary["snippet"])
+    if isinstance(sender, dict):
+        length += len(sender.get("name") or "") + len(sender.get("address") or "")
+    return summary if length <= SUMMARY_MAX_CHARS else None
+
+
 class EntryWriterProvider(DependencyProvider):
     """The process's `mailstore.EntryWriter`: concurrent deliveries share their inserts and counters."""
 
@@ -75,6 +151,7 @@ class DeliveryService:
     blobs = BlobStoreProvider()
     publisher = EventPublisherProvider()
     entries = EntryWriterProvider()
+    quota = QuotaProvider()
 
     @event_handler("mail.classified")
     def on_mail_classified(self, envelope: Envelope) -> None:
@@ -137,22 +214,27 @@ class DeliveryService:
                         "flags": {"seen": True, "flagged": False, "answered": False},
                     }
                 )
-            inserted = self.entries.insert(entries)
-            self.entries.add_usage([e for e in entries if e["_id"] in inserted])
+            inserted = self.entries.insert_counted(entries)
+            self.quota.added([e for e in entries if e["_id"] in inserted])
             for entry in entries:
                 if entry["_id"] in inserted:
                     ENTRIES.labels(entry["folder"]).inc()
             if external:
                 self._queue_outbound(envelope, external, relay_external)
         for entry in entries:
+            delivered = {
+                "message_id": message_id,
+                "mailbox": entry["mailbox"],
+                "folder": entry["folder"],
+                "entry_id": entry["_id"],
+            }
+            # Only for an entry stored now: a redelivery's notify reads the entry stored the first time.
+            summary = live_summary(entry) if entry["_id"] in inserted else None
+            if summary is not None:
+                delivered["summary"] = summary
             self.publisher.publish(
                 "mail.delivered",
-                {
-                    "message_id": message_id,
-                    "mailbox": entry["mailbox"],
-                    "folder": entry["folder"],
-                    "entry_id": entry["_id"],
-                },
+                delivered,
                 parent=envelope,
                 key=entry["_id"],
             )
@@ -199,8 +281,7 @@ class DeliveryService:
 
     def _within_quota(self, envelope: Envelope, key: str, mailboxes: list[str], size: int) -> list[str]:
         """The mailboxes with room for `size` more bytes; the others bounce (5.2.2, mailbox full)."""
-        settings = get_settings()
-        full = mailstore.over_quota(self.db, mailboxes, size, settings.mailbox_quota_bytes)
+        full = self.quota.full(mailboxes, size)
         # A redelivered event finds its entries already stored (and counted): those are not bounced.
         # Looked up only for a mailbox that seems full, one `_id` lookup each (FerretDB v1 scans the
         # collection for `$in`, docs/ARCHITECTURE.md).

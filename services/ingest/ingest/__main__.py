@@ -27,7 +27,7 @@ from common.logs import setup_logging  # noqa: E402
 from common.observability import serve_observability  # noqa: E402
 from directory.client import DirectoryClient  # noqa: E402
 from ingest.handler import ServiceIdentity  # noqa: E402
-from ingest.recipients import DirectoryRecipients  # noqa: E402
+from ingest.recipients import CachedRecipients, DirectoryRecipients  # noqa: E402
 from ingest.server import IngestLimits  # noqa: E402
 from ingest.service import IngestService  # noqa: E402
 from ingest.tls import load_context  # noqa: E402
@@ -52,7 +52,7 @@ async def serve(settings: Settings) -> None:
     publisher = EventPublisher(source="ingest")
     service = IngestService(
         mail_domain=settings.mail_domain,
-        directory=DirectoryRecipients(client, settings.mail_domain),
+        directory=CachedRecipients(DirectoryRecipients(client, settings.mail_domain)),
         blobs=BlobStore(get_database()),
         publisher=publisher,
         tls_context=tls_context,

@@ -6,6 +6,11 @@
 - `DirectoryRecipients`, over the directory service's gRPC client (`directory.client.DirectoryClient`);
 - `StaticDirectory`, an in-memory table for unit and integration tests (no production code uses it).
 
+`CachedRecipients` wraps either and remembers deliverable recipients for a few seconds (`python -m
+ingest` uses it): a burst of mail to the same people asks the directory once per address, not once per
+RCPT. Only "local" answers are kept, so a new account is never refused from the cache; a suspension or a
+deletion reaches the MX within `RECIPIENT_CACHE_SECONDS`.
+
 Addresses outside MAIL_DOMAIN are "external" without asking the directory: the academy's directory knows
 only its own staff. A directory that cannot answer raises `DirectoryUnavailable`, which the handler turns
 into a temporary SMTP reply, never a permanent one.
@@ -14,7 +19,10 @@ into a temporary SMTP reply, never a permanent one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -149,6 +157,57 @@ def _enum_name(reply: Any, field_name: str) -> str:
         enum_type = descriptor.fields_by_name[field_name].enum_type
         return enum_type.values_by_number[value].name
     return str(value)
+
+
+#: How long ingest trusts a "local" resolution before asking the directory again.
+RECIPIENT_CACHE_SECONDS = 10.0
+#: At most this many addresses are remembered (least recently used ones go first).
+RECIPIENT_CACHE_SIZE = 10_000
+
+
+class CachedRecipients:
+    """A `RecipientDirectory` that remembers deliverable recipients for `ttl` seconds (thread-safe).
+
+    Unknown, suspended and deleted addresses, and failures, are never cached: they are asked again each
+    time, so that a refusal is always the directory's current answer and an account created a moment ago
+    is accepted at once. Logins are never cached.
+    """
+
+    def __init__(
+        self,
+        directory: RecipientDirectory,
+        ttl: float = RECIPIENT_CACHE_SECONDS,
+        size: int = RECIPIENT_CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._directory = directory
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, tuple[float, Resolution]] = OrderedDict()
+
+    def resolve(self, address: str) -> Resolution:
+        key = address.lower()
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                if cached[0] > now:
+                    self._cache.move_to_end(key)
+                    return cached[1]
+                del self._cache[key]
+        resolution = self._directory.resolve(address)
+        if resolution.status == "local":
+            with self._lock:
+                self._cache[key] = (now + self._ttl, resolution)
+                self._cache.move_to_end(key)
+                while len(self._cache) > self._size:
+                    self._cache.popitem(last=False)
+        return resolution
+
+    def authenticate(self, username: str, password: str, client_ip: str) -> Login:
+        return self._directory.authenticate(username, password, client_ip)
 
 
 @dataclass

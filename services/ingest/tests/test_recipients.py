@@ -118,3 +118,38 @@ def test_static_directory():
     assert directory.resolve(f"s@{DOMAIN}") == Resolution("suspended")
     assert directory.authenticate("a", "secret", "::1").ok
     assert not directory.authenticate("a", "wrong", "::1").ok
+
+
+def test_the_cache_remembers_local_recipients_for_a_while_and_never_refusals():
+    from ingest.recipients import CachedRecipients
+
+    now = [0.0]
+    directory = StaticDirectory(DOMAIN, mailboxes={f"camille.martin@{DOMAIN}"})
+    cached = CachedRecipients(directory, ttl=10, clock=lambda: now[0])
+    for _ in range(3):
+        assert cached.resolve(f"Camille.Martin@{DOMAIN}") == Resolution("local", f"camille.martin@{DOMAIN}")
+        assert cached.resolve(f"inconnu@{DOMAIN}") == Resolution("unknown")
+    assert directory.calls.count(("resolve", f"Camille.Martin@{DOMAIN}")) == 1
+    assert directory.calls.count(("resolve", f"inconnu@{DOMAIN}")) == 3  # refusals are asked each time
+    # A new account is accepted at once; a suspension is seen once the entry expired.
+    directory.mailboxes.add(f"inconnu@{DOMAIN}")
+    assert cached.resolve(f"inconnu@{DOMAIN}").status == "local"
+    directory.suspended.add(f"camille.martin@{DOMAIN}")
+    assert cached.resolve(f"camille.martin@{DOMAIN}").status == "local"
+    now[0] = 10.5
+    assert cached.resolve(f"camille.martin@{DOMAIN}").status == "suspended"
+
+
+def test_the_cache_keeps_failures_and_logins_uncached():
+    from ingest.recipients import CachedRecipients
+
+    directory = StaticDirectory(DOMAIN, mailboxes={f"camille.martin@{DOMAIN}"}, fail=True)
+    cached = CachedRecipients(directory, size=1)
+    with pytest.raises(DirectoryUnavailable):
+        cached.resolve(f"camille.martin@{DOMAIN}")
+    directory.fail = False
+    directory.passwords[f"camille.martin@{DOMAIN}"] = "secret"
+    assert cached.resolve(f"camille.martin@{DOMAIN}").status == "local"
+    assert cached.authenticate("camille.martin", "secret", "127.0.0.1").ok
+    assert not cached.authenticate("camille.martin", "wrong", "127.0.0.1").ok
+    assert cached.resolve("ext@exemple.org") == Resolution("external", "ext@exemple.org")

@@ -2,8 +2,12 @@
 
 - `mail.delivered`: a transient notification on the `mail.live` exchange (routing key: the mailbox) with
   the entry's list fields and the folder's unread count, for the webmail to show without a reload; for a
-  Quarantine entry, also a notice mail to the recipient. The count is one counted after the entry was
-  stored; notifications to the same folder that ask at the same time share one query (`notify.counts`).
+  Quarantine entry, also a notice mail to the recipient. The list fields come with the event (its
+  `summary`, from delivery); the entry is read only when the event has none, and for a Quarantine
+  notice. The count is one counted after the entry was stored, on the `folder_unread` index
+  (`common.db.indexed_count`: on the project's FerretDB build a count in SQLite instead of a read of
+  every entry); notifications to the same folder that ask at the same time (within `COUNT_GATHER_SECONDS`
+  of the first) share one query (`notify.counts`).
 - `account.reset_requested`: the reset link, mailed to the recovery address.
 - `account.password_changed`: a notice mailed to the mailbox.
 - `mail.bounced`: a French delivery status notification (RFC 3464) mailed to the sender.
@@ -16,6 +20,7 @@ Message-ID).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import smtplib
@@ -29,7 +34,7 @@ from pymongo.errors import DuplicateKeyError
 from common import mailstore
 from common.bus import event_handler
 from common.config import get_settings
-from common.db import BlobNotFound, get_database, utcnow
+from common.db import BlobNotFound, get_database, indexed_count, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
 from common.topology import LIVE_EXCHANGE
@@ -43,6 +48,19 @@ LIVE = Counter("notify_live_notifications_total", "Notifications sent to connect
 ORIGINAL_HEADERS_LIMIT = 64 * 1024
 
 MAILS = Counter("notify_mails_sent_total", "Mails the platform sent, by kind.", ["kind"])
+
+#: How long the notification that starts a folder's count waits for others to share it.
+COUNT_GATHER_SECONDS = 0.01
+#: What the live notification shows of an entry, read from the entry when the event has no summary.
+_LIST_FIELDS = {
+    "from": 1,
+    "subject": 1,
+    "snippet": 1,
+    "received_at": 1,
+    "virus": 1,
+    "envelope_from": 1,
+    "has_attachments": 1,
+}
 
 
 class RelayUnavailable(RuntimeError):
@@ -121,11 +139,29 @@ class UnreadCountsProvider(DependencyProvider):
     def setup(self) -> None:
         entries = get_database().mailbox_entries
         self.counts = CoalescedCounts(
-            lambda key: entries.count_documents({"mailbox": key[0], "folder": key[1], "flags.seen": False})
+            lambda key: indexed_count(entries, {"mailbox": key[0], "folder": key[1], "flags.seen": False}),
+            gather=COUNT_GATHER_SECONDS,
         )
 
     def get_dependency(self, worker_ctx) -> CoalescedCounts:
         return self.counts
+
+
+def _entry_of_summary(summary) -> dict | None:
+    """The list fields `mail.delivered` carries (delivery's `summary`), as the entry would give them."""
+    if not isinstance(summary, dict):
+        return None
+    try:
+        received_at = dt.datetime.fromisoformat(summary["received_at"])
+        return {
+            "from": summary.get("from"),
+            "subject": summary.get("subject", ""),
+            "snippet": summary.get("snippet", ""),
+            "has_attachments": bool(summary.get("has_attachments", False)),
+            "received_at": received_at,
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class NotifyService:
@@ -140,20 +176,11 @@ class NotifyService:
     @event_handler("mail.delivered")
     def on_mail_delivered(self, envelope: Envelope) -> None:
         payload = envelope.payload
-        entry = self.db.mailbox_entries.find_one(
-            {"_id": payload["entry_id"]},
-            {
-                "from": 1,
-                "subject": 1,
-                "snippet": 1,
-                "received_at": 1,
-                "virus": 1,
-                "envelope_from": 1,
-                "has_attachments": 1,
-            },
-        )
-        if entry is None:
-            raise LookupError(f"mailbox entry {payload['entry_id']} not found")
+        entry = _entry_of_summary(payload.get("summary"))
+        if entry is None or payload["folder"] == mailstore.QUARANTINE:
+            entry = self.db.mailbox_entries.find_one({"_id": payload["entry_id"]}, _LIST_FIELDS)
+            if entry is None:
+                raise LookupError(f"mailbox entry {payload['entry_id']} not found")
         unread = self.unread.get((payload["mailbox"], payload["folder"]))
         self.live.publish(
             payload["mailbox"],

@@ -116,3 +116,26 @@ def test_many_concurrent_callers_all_get_a_value(callers):
         thread.join(5)
     assert results == [3] * callers
     assert counts._keys == {}
+
+
+def test_with_gather_the_first_caller_waits_so_that_near_simultaneous_ones_share_its_count():
+    calls = []
+    arrived = threading.Event()
+
+    def sleep(seconds):
+        assert seconds == 0.5
+        assert arrived.wait(5)  # a second notification asks while the first waits to count
+
+    counts = CoalescedCounts(lambda key: calls.append(key) or 7, gather=0.5, sleep=sleep)
+    results = []
+    first = threading.Thread(target=lambda: results.append(counts.get("k")))
+    first.start()
+    time.sleep(0.1)
+    second = threading.Thread(target=lambda: results.append(counts.get("k")))
+    second.start()
+    time.sleep(0.1)
+    arrived.set()
+    first.join(5)
+    second.join(5)
+    assert results == [7, 7]
+    assert calls == ["k"]

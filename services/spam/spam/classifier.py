@@ -24,7 +24,7 @@ from typing import Any
 from pymongo.database import Database
 
 from spam.features import message_features
-from spam.lists import ListKind, SenderLists
+from spam.lists import LOOKUP_CACHE_SECONDS, ListKind, SenderLists
 from spam.model import Reason, SpamModel
 from spam.parsing import parse_message
 from spam.registry import ModelRegistry
@@ -117,7 +117,7 @@ class SpamClassifier:
         settings = get_settings()
         registry = ModelRegistry(db)
         registry.ensure_indexes()
-        lists = SenderLists(db)
+        lists = SenderLists(db, cache_seconds=LOOKUP_CACHE_SECONDS)
         lists.ensure_indexes()
         return cls(
             registry=registry,

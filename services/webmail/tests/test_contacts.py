@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from webmail.compose import ComposeError
 from webmail.contacts import (
     CONTACTS,
     MAX_VCF_BYTES,
@@ -13,7 +14,10 @@ from webmail.contacts import (
     ContactNotFound,
     InvalidContact,
     VCardImportError,
+    expand_recipient_groups,
     fold,
+    group_token,
+    has_group,
     parse_vcards,
 )
 
@@ -214,3 +218,84 @@ def test_too_many_cards_are_refused():
     with pytest.raises(VCardImportError) as caught:
         parse_vcards(CARD * 5001)
     assert "trop de contacts" in str(caught.value)
+
+
+def test_group_names_are_unique_per_owner_and_usable_in_a_recipient_field(book):
+    group = book.create_group(ALICE, "Équipe de direction")
+    for name, expected in (
+        ("equipe DE  direction", "déjà un groupe nommé"),
+        ("Direction, vie scolaire", "ni virgule"),
+        ('Les "profs"', "ni virgule"),
+        ("x" * 101, "trop long"),
+    ):
+        with pytest.raises(InvalidContact) as caught:
+            book.create_group(ALICE, name)
+        assert expected in str(caught.value)
+    assert book.create_group(BRUNO, "Équipe de direction").name == "Équipe de direction"  # Bruno's own
+    assert book.update_group(ALICE, group.id, name="Équipe de Direction").name == "Équipe de Direction"
+    assert book.find_group(ALICE, "EQUIPE de direction").id == group.id
+    with pytest.raises(ContactNotFound):
+        book.find_group(ALICE, "Conseil")
+    assert group_token(book.get_group(ALICE, group.id)) == "Groupe : Équipe de Direction (0)"
+
+
+def test_members_are_added_removed_and_named_for_sending(book):
+    anne = book.create(ALICE, ContactInput("Anne Vidal", emails=["anne.vidal@ac-montpellier.fr"]))
+    paul = book.create(ALICE, ContactInput("Paul Roux", emails=["paul.roux@ac-montpellier.fr"]))
+    group = book.create_group(ALICE, "Conseil", [anne.id])
+    book.add_members(ALICE, group.id, [paul.id, anne.id, "Ext@Example.org"])
+    assert book.group_members(ALICE, group.id) == [
+        ("Anne Vidal", "anne.vidal@ac-montpellier.fr"),
+        ("Paul Roux", "paul.roux@ac-montpellier.fr"),
+        ("", "ext@example.org"),
+    ]
+    book.remove_members(ALICE, group.id, [anne.id, "EXT@example.org"])
+    assert book.group_recipients(ALICE, group.id) == ["paul.roux@ac-montpellier.fr"]
+    assert book.get(ALICE, anne.id).name == "Anne Vidal"  # removing from a group keeps the contact
+    # Another owner's ids are skipped by get_many and refused by add_members.
+    assert book.get_many(BRUNO, [anne.id, paul.id]) == []
+    bruno_group = book.create_group(BRUNO, "Espion")
+    with pytest.raises(InvalidContact):
+        book.add_members(BRUNO, bruno_group.id, [anne.id])
+    with pytest.raises(ContactNotFound):
+        book.add_members(BRUNO, group.id, ["x@example.org"])
+
+
+def test_expanding_groups_in_recipient_fields(book):
+    anne = book.create(ALICE, ContactInput("Anne Vidal", emails=["anne.vidal@ac-montpellier.fr"]))
+    book.create_group(ALICE, "Équipe de direction", [anne.id, "ext@example.org"])
+    book.create_group(ALICE, "Vide")
+    fields = {
+        "a": "Groupe : Équipe de direction (2), louis@x.fr",
+        "cc": "",
+        "cci": "groupe:equipe de direction",
+    }
+    assert has_group(fields["a"]) and not has_group("Groupe <groupe@x.fr>") and not has_group("")
+    expanded = expand_recipient_groups(book, ALICE, fields)
+    assert expanded["a"] == "Anne Vidal <anne.vidal@ac-montpellier.fr>, ext@example.org, louis@x.fr"
+    assert expanded["cci"] == "Anne Vidal <anne.vidal@ac-montpellier.fr>, ext@example.org"
+    with pytest.raises(ComposeError) as caught:
+        expand_recipient_groups(book, ALICE, {"a": "Groupe : Vide (0)"})
+    assert "le groupe « Vide » n'a aucun membre" in str(caught.value)
+    with pytest.raises(ComposeError) as caught:
+        expand_recipient_groups(book, BRUNO, fields)  # Alice's group is unknown to Bruno
+    assert "À : groupe de contacts inconnu « Équipe de direction »" in str(caught.value)
+
+
+def test_preview_writes_nothing_and_export_of_a_group(book, database):
+    report = book.preview_vcards(ALICE, (CARD + CARD_V4).encode())
+    assert (report.created, report.total, report.created_names) == (2, 2, ["Élodie Durand", "Hugo Bernard"])
+    assert database[CONTACTS].count_documents({}) == 0
+    book.import_vcards(ALICE, CARD.encode())
+    changed = CARD.replace("TITLE:Principale", "TITLE:Principale adjointe") + CARD_V4
+    report = book.preview_vcards(ALICE, changed.encode())
+    assert (report.created, report.updated, report.updated_names) == (1, 1, ["Élodie Durand"])
+    assert book.search(ALICE, "durand")[0].title == "Principale"
+    elodie = book.search(ALICE, "durand")[0]
+    group = book.create_group(ALICE, "Principaux", [elodie.id, "ext@example.org"])
+    exported = book.export_vcards(ALICE, group.id)
+    assert exported.count(b"BEGIN:VCARD") == 2 and b"ext@example.org" in exported
+    copy = book.import_vcards(BRUNO, exported)  # the export of a group imports back
+    assert copy.created == 2
+    with pytest.raises(ContactNotFound):
+        book.export_vcards(BRUNO, group.id)

@@ -8,7 +8,7 @@ import pytest
 
 from common import mailstore
 from common.db import BlobStore
-from webmail.mailbox import FolderError, Mailbox
+from webmail.mailbox import FolderError, FolderTotals, Mailbox
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_a_user_cannot_read_move_flag_or_delete_another_mailbox_entries(database
     # nothing of B's shows in A's lists, counts or searches
     assert mine.page("INBOX") == ([], 0)
     assert mine.search(text="Message") == ([], 0)
-    assert all(f.total == 0 for f in mine.folders())
+    assert all(f.total == 0 for f in mine.folders(totals=True))
 
 
 def test_paging_and_sorting(database):
@@ -92,7 +92,7 @@ def test_flags_and_counts(database):
     box = Mailbox(database, A)
     assert box.set_flags(ids[:2], seen=True) == 2
     assert box.set_flags([ids[2]], flagged=True) == 1
-    folders = {f.id: f for f in box.folders()}
+    folders = {f.id: f for f in box.folders(totals=True)}
     assert (folders["INBOX"].unread, folders["INBOX"].total) == (1, 3)
     assert (folders["Junk"].unread, folders["Junk"].total) == (1, 1)
     assert folders["Trash"].total == 0
@@ -211,4 +211,44 @@ def test_search_by_word_sender_subject_body_and_dates(database):
     assert subjects(since=day) == ["Gagnez un iPhone", "Sortie scolaire"]
     assert subjects(text="iph.*") == []  # regex characters are literal
     results, total = box.search(page_size=2)
-    assert total == 3 and len(results) == 2
+    assert total is None and len(results) == 2  # more follow; a search is not counted
+    results, total = box.search(page_size=2, page=2)
+    assert total == 3 and len(results) == 1  # the last page tells the total
+
+
+def test_folder_totals_stay_exact_through_deliveries_moves_deletions_and_restores(database, monkeypatch):
+    """Totals cache the part older than a day (FolderTotals): every kind of change must still show."""
+    box = Mailbox(database, A)
+    old = [make_entry(database, A, n) for n in range(5)]  # received at T0: older than a day
+    assert box.total("INBOX") == 5 and box.total("Trash") == 0
+
+    # An older entry added otherwise than by delivery (insert_entries: a draft, an import) marks a change.
+    make_entry(database, A, 99)
+    assert box.total("INBOX") == 6
+    # Delivery's path (EntryWriter) marks nothing: its entries are received now, in the recent part.
+    template = database.mailbox_entries.find_one({"_id": old[0]})
+    delivered = {**template, "_id": "delivered-now", "received_at": dt.datetime.now(dt.UTC)}
+    assert mailstore.EntryWriter(database).insert_counted([delivered]) == {"delivered-now"}
+    assert box.page("INBOX")[1] == box.total("INBOX") == 7
+    assert box.folders(totals=True)[0].total == 7
+
+    # Webmail changes of older entries: each one changes the token, so the cached part is recounted.
+    box.move(old[:2], "Junk")
+    assert (box.total("INBOX"), box.total("Junk")) == (5, 2)
+    box.delete([old[2]])
+    assert (box.total("INBOX"), box.total("Trash")) == (4, 1)
+    box.restore([old[2]])
+    assert (box.total("INBOX"), box.total("Trash")) == (5, 0)
+    box.report([old[0]], "ham")
+    assert (box.total("INBOX"), box.total("Junk")) == (6, 1)
+    box.delete([old[3]])
+    box.delete([old[3]])  # from Trash: for good
+    assert (box.total("INBOX"), box.total("Trash")) == (5, 0)
+    folder = box.create_folder("Archives")
+    box.move([old[4]], folder)
+    assert (box.total("INBOX"), box.total(folder)) == (4, 1)
+    box.delete_folder(folder)
+    assert (box.total(folder), box.total("Trash")) == (0, 1)
+    # A process with nothing cached agrees.
+    monkeypatch.setattr("webmail.mailbox.TOTALS", FolderTotals())
+    assert (box.total("INBOX"), box.total("Junk"), box.total("Trash")) == (4, 1, 1)

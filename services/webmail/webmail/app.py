@@ -46,7 +46,14 @@ SESSION_ENDED = web.RequestKey("session_ended", bool)
 SESSION_EXPIRED = web.RequestKey("session_expired", bool)
 
 #: Views, in route order. Each module has `setup(app)`.
-VIEW_MODULES = ("webmail.views.auth", "webmail.views.help", "webmail.views.mail", "webmail.views.compose")
+VIEW_MODULES = (
+    "webmail.views.auth",
+    "webmail.views.help",
+    "webmail.views.mail",
+    "webmail.views.compose",
+    "webmail.views.contacts",
+    "webmail.views.agenda",
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -338,6 +345,7 @@ def create_app(
         loader=jinja2.FileSystemLoader(str(PACKAGE_DIR / "templates")),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
+        auto_reload=False,  # templates ship with the code: compiled once, not checked on every render
     )
     env.globals["mail_domain"] = settings.mail_domain
     _static_routes(app, settings)

@@ -1,11 +1,11 @@
 """The captcha of the lost-password form: an image and a spoken alternative of the same six digits.
 
-Why digits only: the `captcha` package ships voice recordings of the digits and letters spoken in
-English (its `data/` folder) and nothing else; there is no French voice and no speech synthesiser on
-the servers. Digits spoken in English ("one, two, three…") are understood by nearly everyone, whereas
-English letter names ("E", "I", "G", "J") are a trap for French ears; so image and audio both use six
-digits (10^6 answers). That is enough here: the captcha only slows down scripted requests, the
-directory still needs NUMEN + date of birth and throttles recovery requests itself.
+Why digits only: the spoken alternative is read in French from recordings of the ten digits
+(`webmail/voices/fr`, made with espeak-ng by `python -m webmail.voices`, kept with the code so that no
+server needs a speech synthesiser), and digits are what every user can type whatever the keyboard; so
+image and audio both use six digits (10^6 answers). That is enough here: the captcha only slows down
+scripted requests, the directory still needs NUMEN + date of birth and throttles recovery requests
+itself.
 
 The answer lives in the anonymous session's server-side data (`webmail_sessions`, never sent to the
 browser), in clear: whoever can read that collection could read session tokens' hashes anyway and gains
@@ -25,6 +25,7 @@ from captcha.image import ImageCaptcha
 
 from common.db import utcnow
 from webmail.sessions import Session
+from webmail.voices import FOLDER as FRENCH_VOICES
 
 LENGTH = 6
 ALPHABET = "0123456789"
@@ -36,7 +37,7 @@ KEY = "captcha"
 FAILURES_KEY = "captcha_failures"
 
 _image = ImageCaptcha(width=240, height=80)
-_audio = AudioCaptcha()
+_audio = AudioCaptcha(voicedir=str(FRENCH_VOICES))
 
 
 def new_challenge(session: Session) -> str:

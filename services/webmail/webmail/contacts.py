@@ -12,18 +12,20 @@ Collections:
 - `contact_groups`: `_id`, `owner`, `name`, `name_key`, `contact_ids` (the owner's contacts) and
   `addresses` (raw addresses).
 
-Every read is by `_id` alone (the filter FerretDB v1 pushes down) and checked against the owner; every
-write filters on `{"_id": id, "owner": owner}`: another user's id gives ContactNotFound. Errors carry a
+A contact or group named by id is read by `_id` alone and checked against the owner; lists, counts and
+searches filter on the owner through the pushdown hint (`common.db.indexed_find`); every write filters
+on `{"_id": id, "owner": owner}`: another user's id gives ContactNotFound. Errors carry a
 French message for the user.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,18 +34,21 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.db import ensure_indexes, utcnow
+from common.db import ensure_indexes, indexed_count, indexed_find, utcnow
+from webmail.compose import ComposeError, _split_addresses
 
 CONTACTS, GROUPS = "contacts", "contact_groups"
 
+#: Lists and searches are sorted by (name_key, _id) and read through the pushdown hint
+#: (`common.db.indexed_find`), along `owner_by_name`.
 INDEXES = {
     CONTACTS: [
-        IndexModel([("owner", ASCENDING), ("name_key", ASCENDING)], name="owner_name"),
+        IndexModel([("owner", ASCENDING), ("name_key", ASCENDING), ("_id", ASCENDING)], name="owner_by_name"),
         IndexModel([("owner", ASCENDING), ("emails", ASCENDING)], name="owner_email"),
         IndexModel([("owner", ASCENDING), ("uid", ASCENDING)], unique=True, name="owner_uid"),
     ],
     GROUPS: [
-        IndexModel([("owner", ASCENDING), ("name_key", ASCENDING)], name="owner_name"),
+        IndexModel([("owner", ASCENDING), ("name_key", ASCENDING), ("_id", ASCENDING)], name="owner_by_name"),
     ],
 }
 
@@ -54,12 +59,16 @@ MAX_EMAILS = 10
 MAX_PHONES = 10
 MAX_FIELD = 500
 MAX_NOTES = 10_000
+MAX_GROUP_NAME = 100
 MAX_VCF_BYTES = 5 * 1024 * 1024
 MAX_CARDS = 5000
 MAX_PROBLEMS = 50
 VCARD_VERSIONS = ("3.0", "4.0")
 
 _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+_GROUP_NAME_FORBIDDEN = ',;"<>'
+#: A group in a recipient field: « Groupe : Équipe de direction (5) » (the count is optional).
+_GROUP_TOKEN = re.compile(r"^\s*groupe\s*:\s*(?P<name>[^@<>\"]+?)\s*(?:\(\d+\))?\s*$", re.I)
 _CHANGEABLE = {"name", "given", "family", "emails", "phones", "organisation", "title", "notes"}
 
 
@@ -132,11 +141,18 @@ class Group:
 
 @dataclass
 class ImportReport:
-    """What a vCard import did."""
+    """What a vCard import did (or, for `preview_vcards`, would do)."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Names of the cards created / updated (for the preview shown before importing).
+    created_names: list[str] = field(default_factory=list)
+    updated_names: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged
 
 
 def fold(text: str) -> str:
@@ -263,7 +279,7 @@ class ContactBook:
 
     def count(self, owner: str) -> int:
         """How many contacts `owner` has."""
-        return self.contacts.count_documents({"owner": normalise_address(owner)})
+        return indexed_count(self.contacts, {"owner": normalise_address(owner)})
 
     def _insert(self, owner: str, fields: dict[str, Any], uid: str | None) -> dict[str, Any]:
         now = utcnow()
@@ -323,26 +339,53 @@ class ContactBook:
 
     def list(self, owner: str, limit: int = 1000, skip: int = 0) -> list[Contact]:
         """`owner`'s contacts sorted by name."""
-        cursor = (
-            self.contacts.find({"owner": normalise_address(owner)})
-            .sort([("name_key", ASCENDING), ("_id", ASCENDING)])
-            .skip(max(skip, 0))
-            .limit(min(max(limit, 1), MAX_CONTACTS))
+        cursor = indexed_find(
+            self.contacts,
+            {"owner": normalise_address(owner)},
+            sort=[("name_key", ASCENDING), ("_id", ASCENDING)],
+            skip=max(skip, 0),
+            limit=min(max(limit, 1), MAX_CONTACTS),
         )
         return [_to_contact(d) for d in cursor]
 
-    def search(self, owner: str, text: str, limit: int = 50) -> list[Contact]:
-        """Contacts whose name, organisation, function or e-mail contains every word of `text`."""
+    def _search_query(self, owner: str, text: str) -> dict[str, Any]:
         words = fold(text).split()[:5]
         query: dict[str, Any] = {"owner": normalise_address(owner)}
         if words:
             query["$and"] = [{"search": {"$regex": re.escape(w)}} for w in words]
-        cursor = (
-            self.contacts.find(query)
-            .sort([("name_key", ASCENDING), ("_id", ASCENDING)])
-            .limit(min(limit, 500))
+        return query
+
+    def search(self, owner: str, text: str, limit: int = 50, skip: int = 0) -> list[Contact]:
+        """Contacts whose name, organisation, function or e-mail contains every word of `text`."""
+        cursor = indexed_find(
+            self.contacts,
+            self._search_query(owner, text),
+            sort=[("name_key", ASCENDING), ("_id", ASCENDING)],
+            skip=max(skip, 0),
+            limit=min(max(limit, 1), 500),
         )
         return [_to_contact(d) for d in cursor]
+
+    def count_matching(self, owner: str, text: str) -> int:
+        """How many contacts `search(owner, text)` would find without a limit."""
+        return indexed_count(self.contacts, self._search_query(owner, text))
+
+    def find_uid(self, owner: str, uid: str) -> Contact | None:
+        """The contact of `owner` with this vCard UID (e.g. `annuaire-<account id>`), or None."""
+        found = list(indexed_find(self.contacts, {"owner": normalise_address(owner), "uid": uid}, limit=1))
+        return _to_contact(found[0]) if found else None
+
+    def get_many(self, owner: str, contact_ids: Iterable[str]) -> list[Contact]:
+        """The contacts of `owner` among `contact_ids`, sorted by name (others' and missing ids skipped).
+
+        One `$in` query on `_id` rather than one read per id."""
+        ids = [i for i in dict.fromkeys(contact_ids) if isinstance(i, str) and i]
+        if not ids:
+            return []
+        owner = normalise_address(owner)
+        docs = [d for d in indexed_find(self.contacts, {"_id": {"$in": ids}}) if d.get("owner") == owner]
+        docs.sort(key=lambda d: (d.get("name_key", ""), d["_id"]))
+        return [_to_contact(d) for d in docs]
 
     # --- groups ----------------------------------------------------------------------------------
 
@@ -372,20 +415,31 @@ class ContactBook:
             raise InvalidContact("Groupe invalide :", problems)
         return contact_ids, addresses
 
-    @staticmethod
-    def _group_name(name: str) -> str:
+    def _group_name(self, owner: str, name: str, exclude: str = "") -> str:
+        """A group's name, checked: not empty, not too long, without `,` `;` `"` `<` `>` (a group is
+        written « Groupe : nom (n) » in a recipient field, where those separate addresses), and unlike
+        the owner's other groups (accents and case ignored), so that the name designates one group."""
         name = " ".join(str(name or "").split())
         if not name:
             raise InvalidContact("Un groupe doit avoir un nom.")
-        if len(name) > MAX_FIELD:
-            raise InvalidContact(f"Nom de groupe trop long (au plus {MAX_FIELD} caractères).")
+        if len(name) > MAX_GROUP_NAME:
+            raise InvalidContact(f"Nom de groupe trop long (au plus {MAX_GROUP_NAME} caractères).")
+        if any(c in name for c in _GROUP_NAME_FORBIDDEN):
+            raise InvalidContact(
+                "Le nom d'un groupe ne peut contenir ni virgule, ni point-virgule, ni guillemets droits, "
+                "ni chevrons (< >)."
+            )
+        key = fold(name)
+        for other in indexed_find(self.groups, {"owner": normalise_address(owner)}, {"name_key": 1}):
+            if other.get("name_key") == key and other["_id"] != exclude:
+                raise InvalidContact(f"Vous avez déjà un groupe nommé « {name} ».")
         return name
 
     def create_group(self, owner: str, name: str, members: Iterable[str] = ()) -> Group:
         """A new group; `members` are ids of `owner`'s contacts or raw addresses."""
         owner = normalise_address(owner)
-        name = self._group_name(name)
-        if self.groups.count_documents({"owner": owner}) >= MAX_GROUPS:
+        name = self._group_name(owner, name)
+        if indexed_count(self.groups, {"owner": owner}) >= MAX_GROUPS:
             raise InvalidContact(f"Vous avez déjà {MAX_GROUPS} groupes, le maximum.")
         contact_ids, addresses = self._members(owner, members)
         now = utcnow()
@@ -413,7 +467,7 @@ class ContactBook:
         doc = self._load_group(owner, group_id)
         changes: dict[str, Any] = {"updated_at": utcnow()}
         if name is not None:
-            changes["name"] = self._group_name(name)
+            changes["name"] = self._group_name(owner, name, exclude=doc["_id"])
             changes["name_key"] = fold(changes["name"])
         if members is not None:
             changes["contact_ids"], changes["addresses"] = self._members(owner, members)
@@ -427,44 +481,83 @@ class ContactBook:
 
     def list_groups(self, owner: str) -> list[Group]:
         """`owner`'s groups sorted by name."""
-        cursor = self.groups.find({"owner": normalise_address(owner)}).sort("name_key", ASCENDING)
+        by_name = [("name_key", ASCENDING), ("_id", ASCENDING)]
+        cursor = indexed_find(self.groups, {"owner": normalise_address(owner)}, sort=by_name)
         return [_to_group(d) for d in cursor]
+
+    def find_group(self, owner: str, name: str) -> Group:
+        """`owner`'s group of that name (accents and case ignored); ContactNotFound if none."""
+        key = fold(" ".join(str(name or "").split()))
+        for doc in indexed_find(self.groups, {"owner": normalise_address(owner)}):
+            if doc.get("name_key") == key:
+                return _to_group(doc)
+        raise ContactNotFound(f"Groupe de contacts introuvable : « {str(name)[:100]} ».")
+
+    def add_members(self, owner: str, group_id: str, members: Iterable[str]) -> Group:
+        """Add contacts (ids) or raw addresses to a group (already there: no change)."""
+        group = self.get_group(owner, group_id)
+        return self.update_group(owner, group_id, members=[*group.contact_ids, *group.addresses, *members])
+
+    def remove_members(self, owner: str, group_id: str, members: Iterable[str]) -> Group:
+        """Take contacts (ids) or raw addresses out of a group (the contacts themselves stay)."""
+        group = self.get_group(owner, group_id)
+        gone = {normalise_address(m) if "@" in m else m for m in members}
+        kept = [m for m in (*group.contact_ids, *group.addresses) if m not in gone]
+        return self.update_group(owner, group_id, members=kept)
+
+    def group_members(self, owner: str, group_id: str) -> list[tuple[str, str]]:
+        """(name, address) of each recipient of a group: each member contact's first address with its
+        name, then the raw addresses (no name), without duplicate addresses. Contacts deleted since, or
+        without an address, are skipped."""
+        doc = self._load_group(owner, group_id)
+        members: dict[str, str] = {}
+        by_id = {c.id: c for c in self.get_many(owner, doc.get("contact_ids", []))}
+        for contact_id in doc.get("contact_ids", []):
+            contact = by_id.get(contact_id)
+            if contact is not None and contact.emails:
+                members.setdefault(contact.emails[0], contact.name)
+        for address in doc.get("addresses", []):
+            members.setdefault(address, "")
+        return [(name, address) for address, name in members.items()]
 
     def group_recipients(self, owner: str, group_id: str) -> list[str]:
         """The addresses a message to the group goes to: each member contact's first address, then the
         raw addresses, without duplicates. Contacts deleted since, or without an address, are skipped."""
-        doc = self._load_group(owner, group_id)
-        recipients: list[str] = []
-        for contact_id in doc.get("contact_ids", []):
-            try:
-                contact = self._load_contact(owner, contact_id)
-            except ContactNotFound:
-                continue
-            if contact.get("emails"):
-                recipients.append(contact["emails"][0])
-        recipients.extend(doc.get("addresses", []))
-        return list(dict.fromkeys(recipients))
+        return [address for _, address in self.group_members(owner, group_id)]
 
     # --- vCard -----------------------------------------------------------------------------------
 
-    def export_vcards(self, owner: str) -> bytes:
-        """Every contact of `owner` as one `.vcf` file (vCard 3.0), UTF-8."""
-        cards = []
-        for contact in self.list(owner, limit=MAX_CONTACTS):
-            cards.append(to_vcard(contact).serialize())
+    def export_vcards(self, owner: str, group_id: str | None = None) -> bytes:
+        """Every contact of `owner` (or of one of their groups: its contacts, then its raw addresses as
+        cards of their own) as one `.vcf` file (vCard 3.0), UTF-8."""
+        if group_id is None:
+            contacts = self.list(owner, limit=MAX_CONTACTS)
+            extra: list[str] = []
+        else:
+            group = self.get_group(owner, group_id)
+            contacts = self.get_many(owner, group.contact_ids)
+            extra = list(group.addresses)
+        cards = [to_vcard(contact).serialize() for contact in contacts]
+        for address in extra:
+            uid = "address-" + hashlib.sha256(address.encode()).hexdigest()[:32]
+            card = to_vcard(Contact("", owner, uid, address, "", "", (address,), (), "", "", ""))
+            cards.append(card.serialize())
         return "".join(cards).encode("utf-8")
 
-    def import_vcards(self, owner: str, data: bytes | str) -> ImportReport:
-        """Import a `.vcf` file: all its cards, or nothing when anything is wrong (VCardImportError).
+    def preview_vcards(self, owner: str, data: bytes | str) -> ImportReport:
+        """What `import_vcards` would do with this file, writing nothing (VCardImportError as it would)."""
+        report, _, _ = self._plan_import(owner, data)
+        return report
 
-        Cards are matched on their UID (or, without one, on their name and addresses), so importing the
-        same file twice adds nothing.
-        """
+    def _plan_import(
+        self, owner: str, data: bytes | str
+    ) -> tuple[ImportReport, list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
+        """(report, documents to insert, (stored document, new fields) to update) for a `.vcf` file."""
         cards = parse_vcards(data)
         owner = normalise_address(owner)
-        # One read of the owner's contacts, not one query per card (each is a scan on FerretDB v1).
+        # One read of the owner's contacts, not one query per card.
         wanted = {uid for uid, _ in cards}
-        owned = list(self.contacts.find({"owner": owner}))
+        owned = list(indexed_find(self.contacts, {"owner": owner}))
         existing_uids = {doc["uid"]: doc for doc in owned if doc["uid"] in wanted}
         new = sum(1 for uid, _ in cards if uid not in existing_uids)
         if len(owned) + new > MAX_CONTACTS:
@@ -473,7 +566,8 @@ class ContactBook:
                 "Rien n'a été enregistré."
             )
         report = ImportReport()
-        fresh = []
+        fresh: list[dict[str, Any]] = []
+        changed: list[tuple[dict[str, Any], dict[str, Any]]] = []
         now = utcnow()
         for uid, fields in cards:
             doc = existing_uids.get(uid)
@@ -489,13 +583,27 @@ class ContactBook:
                     }
                 )
                 report.created += 1
+                report.created_names.append(fields["name"])
             elif all(doc.get(k) == v for k, v in fields.items()):
                 report.unchanged += 1
             else:
-                self.contacts.update_one(
-                    {"_id": doc["_id"], "owner": owner}, {"$set": {**fields, "updated_at": utcnow()}}
-                )
+                changed.append((doc, fields))
                 report.updated += 1
+                report.updated_names.append(fields["name"])
+        return report, fresh, changed
+
+    def import_vcards(self, owner: str, data: bytes | str) -> ImportReport:
+        """Import a `.vcf` file: all its cards, or nothing when anything is wrong (VCardImportError).
+
+        Cards are matched on their UID (or, without one, on their name and addresses), so importing the
+        same file twice adds nothing.
+        """
+        report, fresh, changed = self._plan_import(owner, data)
+        owner = normalise_address(owner)
+        for doc, fields in changed:
+            self.contacts.update_one(
+                {"_id": doc["_id"], "owner": owner}, {"$set": {**fields, "updated_at": utcnow()}}
+            )
         if fresh:  # one round trip for the new contacts
             try:
                 self.contacts.insert_many(fresh, ordered=True)
@@ -505,6 +613,69 @@ class ContactBook:
                     "relancez l'import, il complétera sans doublon."
                 ) from exc
         return report
+
+
+# --- groups in recipient fields ------------------------------------------------------------------------
+
+
+def group_token(group: Group) -> str:
+    """How a group is written in a To/Cc/Bcc field: « Groupe : Équipe de direction (5) »."""
+    return f"Groupe : {group.name} ({len(group.contact_ids) + len(group.addresses)})"
+
+
+def group_name_of(entry: str) -> str | None:
+    """The group named by one entry of a recipient field (« Groupe : nom (n) »), or None for an address."""
+    found = _GROUP_TOKEN.match(entry or "")
+    return found.group("name") if found else None
+
+
+def has_group(value: str) -> bool:
+    """True when a recipient field holds at least one group (cheap: no database)."""
+    return "roupe" in (value or "") and any(
+        group_name_of(chunk) for chunk in _split_addresses((value or "").replace(";", ","))
+    )
+
+
+def expand_groups(value: str, label: str, members_of: Callable[[str], list[tuple[str, str]]]) -> str:
+    """A recipient field with each group replaced by its members (`Nom <adresse>`), other entries kept
+    as typed. `members_of(name)` gives a group's (name, address) pairs or raises ContactNotFound.
+    ComposeError (French) for an unknown group or a group without any address."""
+    parts: list[str] = []
+    for chunk in _split_addresses((value or "").replace(";", ",")):
+        name = group_name_of(chunk)
+        if name is None:
+            if chunk.strip():
+                parts.append(chunk.strip())
+            continue
+        try:
+            members = members_of(name)
+        except ContactNotFound as exc:
+            raise ComposeError(f"{label} : groupe de contacts inconnu « {name} ».") from exc
+        if not members:
+            raise ComposeError(f"{label} : le groupe « {name} » n'a aucun membre avec une adresse.")
+        parts.extend(email.utils.formataddr((n, a)) if n else a for n, a in members)
+    return ", ".join(parts)
+
+
+def expand_recipient_groups(book: ContactBook, owner: str, fields: Mapping[str, str]) -> dict[str, str]:
+    """Compose form fields with the groups of À/Cc/Cci (keys a, cc, cci) expanded to their members.
+    Only `owner`'s groups are found: another user's group name is unknown here."""
+    expanded = dict(fields)
+    cache: dict[str, list[tuple[str, str]]] = {}
+
+    def members_of(name: str) -> list[tuple[str, str]]:
+        key = fold(name)
+        if key not in cache:
+            cache[key] = book.group_members(owner, book.find_group(owner, name).id)
+        return cache[key]
+
+    for key, label in (("a", "À"), ("cc", "Cc"), ("cci", "Cci")):
+        if has_group(expanded.get(key, "")):
+            expanded[key] = expand_groups(expanded[key], label, members_of)
+    return expanded
+
+
+# --- vCard ----------------------------------------------------------------------------------------------
 
 
 def to_vcard(contact: Contact):

@@ -36,7 +36,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from common.db import ensure_indexes, utcnow
+from common.db import ensure_indexes, indexed_find, utcnow
 from webmail.agenda import recurrence
 from webmail.agenda.errors import (
     AgendaError,
@@ -581,8 +581,8 @@ class AgendaStore:
 
     def _overrides(self, owner: str, series_id: str) -> list[dict[str, Any]]:
         return list(
-            self.collection.find(
-                {"owner": normalise_address(owner), "series_id": series_id, "kind": OVERRIDE}
+            indexed_find(
+                self.collection, {"owner": normalise_address(owner), "series_id": series_id, "kind": OVERRIDE}
             )
         )
 
@@ -606,13 +606,13 @@ class AgendaStore:
 
     def find_uid(self, owner: str, uid: str) -> list[StoredEvent]:
         """The documents of `owner` with iCalendar UID `uid` (master first)."""
-        docs = list(self.collection.find({"owner": normalise_address(owner), "uid": str(uid)}))
+        docs = list(indexed_find(self.collection, {"owner": normalise_address(owner), "uid": str(uid)}))
         docs.sort(key=lambda d: (d["kind"] != MASTER, d.get("recurrence", "")))
         return [to_stored(d) for d in docs]
 
     def all_documents(self, owner: str) -> list[dict[str, Any]]:
         """Every document of `owner` (for export), masters first."""
-        docs = list(self.collection.find({"owner": normalise_address(owner)}))
+        docs = list(indexed_find(self.collection, {"owner": normalise_address(owner)}))
         docs.sort(key=lambda d: (d["uid"], d["kind"] != MASTER, d.get("recurrence", "")))
         return docs
 
@@ -955,7 +955,7 @@ class AgendaStore:
     def _series_in(self, query: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """Documents matching `query`, grouped by series, each group completed with its master."""
         groups: dict[str, list[dict[str, Any]]] = {}
-        for doc in self.collection.find(query):
+        for doc in indexed_find(self.collection, query):
             groups.setdefault(doc["series_id"], []).append(doc)
         for series_id, docs in groups.items():
             if not any(d["_id"] == series_id for d in docs):

@@ -1,4 +1,4 @@
-"""Writing mail: compose, reply, reply all, forward, drafts, attachments, and the academic address book.
+"""Writing mail: compose, reply, reply all, forward, drafts, attachments.
 
 Routes:
 
@@ -11,8 +11,10 @@ Routes:
 - `POST /ecrire/piece-jointe` — one attachment uploaded ahead by compose.js (with a progress bar), kept
   as a blob `upload-<hour>-<hex>` owned by the user until the message is sent or saved as a draft
   (abandoned ones are swept after a day).
-- `GET /annuaire/completer?q=` — address book completion for To/Cc/Bcc (JSON).
-- `GET /annuaire`, `GET /annuaire/fiche/{id}` — searching the academic address book, a contact card.
+
+The address book routes (`/annuaire…`, `/contacts…`, recipient completion) are in views/contacts.py. A
+contact group typed or chosen in À/Cc/Cci (« Groupe : Équipe de direction (5) ») is replaced by its
+members (`webmail.contacts.expand_recipient_groups`) before the fields are parsed, for sending and drafts.
 
 Attachments travel in the form as tokens of checkboxes named `garder` (unchecking one removes it):
 `u:<upload blob id>` for an upload made by compose.js, `m:<entry id>:<part>` for an attachment of a
@@ -28,7 +30,6 @@ it. The Sent copy of a sent message is made by delivery, as for any submission.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 import secrets
 import urllib.parse
@@ -39,9 +40,8 @@ from multidict import MultiDictProxy
 
 from common import mailstore
 from common.db import BlobNotFound, BlobStore, utcnow
-from directory.client import DirectoryClientError, DirectoryInvalidInput, DirectoryNotFound
 from webmail import submission
-from webmail.app import DATABASE, DIRECTORY, SETTINGS, flash, get_session, login_required, render, run_sync
+from webmail.app import DATABASE, SETTINGS, flash, get_session, login_required, render, run_sync
 from webmail.compose import (
     AttachmentData,
     ComposeError,
@@ -61,6 +61,7 @@ from webmail.compose import (
     reply,
     resume,
 )
+from webmail.contacts import ContactBook, expand_recipient_groups, has_group
 from webmail.french import paris
 from webmail.mailbox import Mailbox
 
@@ -68,9 +69,6 @@ log = logging.getLogger(__name__)
 
 UPLOAD_PREFIX = "upload-"
 DRAFT_PREFIX = "draft-"
-#: Completion answers at most this many contacts.
-COMPLETION_SIZE = 8
-SEARCH_PAGE_SIZE = 20
 
 
 # --- drafts and uploads (blocking: called through run_sync) ------------------------------------------
@@ -106,6 +104,7 @@ def delete_draft(db, address: str, entry_id: str) -> None:
     if entry is None or entry.get("folder") != mailstore.DRAFTS:
         return
     db.mailbox_entries.delete_one({"_id": entry["_id"]})
+    mailstore.mark_changed(db, entry["mailbox"])
     db.mailboxes.update_one({"_id": entry["mailbox"]}, {"$inc": {"used_bytes": -int(entry.get("size", 0))}})
     if str(entry.get("message_id", "")).startswith(DRAFT_PREFIX):
         BlobStore(db).delete(entry["message_id"])
@@ -277,6 +276,8 @@ async def _composition_from_form(request: web.Request, form: MultiDictProxy) -> 
     address, _ = _user(request)
     settings = request.app[SETTINGS]
     fields = _form_fields(form)
+    if any(has_group(fields[key]) for key in ("a", "cc", "cci")):  # « Groupe : … » → its members
+        fields = await run_sync(expand_recipient_groups, ContactBook(request.app[DATABASE]), address, fields)
     composition = Composition(
         to=parse_recipients(fields["a"], "À"),
         cc=parse_recipients(fields["cc"], "Cc"),
@@ -392,12 +393,20 @@ async def compose_page(request: web.Request) -> web.Response:
         fields = _fields_of(resume(original), brouillon=entry["_id"])
         return await _page(request, fields, _attachment_rows(entry["_id"], original), heading="Brouillon")
     composition = Composition()
+    to_group = ""
     if query.get("a"):
         try:
             composition.to = parse_recipients(query["a"], "À")
         except ComposeError:
-            pass  # a bad link: start with an empty form rather than an error page
-    return await _page(request, _fields_of(composition), [])
+            # A group (« Écrire au groupe ») stays as written, expanded when sent; a bad link: empty form.
+            try:
+                to_group = check_header_text(query["a"], "À", 200) if has_group(query["a"][:200]) else ""
+            except ComposeError:
+                to_group = ""
+    fields = _fields_of(composition)
+    if to_group:
+        fields["a"] = to_group + ", "
+    return await _page(request, fields, [])
 
 
 @login_required
@@ -508,105 +517,9 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response({"error": "Aucun fichier reçu."}, status=400)
 
 
-# --- address book -----------------------------------------------------------------------------------
-
-
-@login_required
-async def complete(request: web.Request) -> web.Response:
-    """Contacts whose name starts with the words typed: [{label, value}] for the To/Cc/Bcc fields."""
-    query = request.query.get("q", "").strip()[:100]
-    if len(query) < 2:
-        return web.json_response([])
-    try:
-        page = await request.app[DIRECTORY].search(query, page_size=COMPLETION_SIZE)
-    except DirectoryClientError as exc:  # completion is a convenience: no answer rather than an error
-        log.warning("address book completion failed: %s", type(exc).__name__)
-        return web.json_response([], status=503)
-    return web.json_response(
-        [
-            {
-                "label": f"{c.display_name} <{c.address}>"
-                + (f" — {c.establishment_name}" if c.establishment_name else ""),
-                "value": email.utils.formataddr((c.display_name, c.address)),
-            }
-            for c in page.contacts
-        ]
-    )
-
-
-@login_required
-async def address_book(request: web.Request) -> web.Response:
-    query = request.query
-    criteria = {
-        "q": query.get("q", "").strip()[:100],
-        "etablissement": query.get("etablissement", "").strip()[:20],
-        "departement": query.get("departement", "").strip()[:10],
-        "fonction": query.get("fonction", "").strip()[:40],
-    }
-    page_token = query.get("page", "")[:200]
-    directory = request.app[DIRECTORY]
-    error, results, total, next_page = "", [], 0, ""
-    departements, functions = [], []
-    try:
-        reference = await directory.reference()
-        departements = [(d.code, d.name) for d in reference.departements]
-        functions = [(f.code, f.label) for f in reference.functions]
-        if any(criteria.values()):
-            page = await directory.search(
-                criteria["q"],
-                establishment_uai=criteria["etablissement"].upper(),
-                departement=criteria["departement"],
-                function=criteria["fonction"],
-                page_size=SEARCH_PAGE_SIZE,
-                page_token=page_token,
-            )
-            results, total, next_page = list(page.contacts), page.total, page.next_page_token
-    except DirectoryInvalidInput as exc:
-        error = str(exc.args[0]) if exc.args else "Recherche invalide."
-    except DirectoryClientError as exc:
-        log.warning("address book search failed: %s", type(exc).__name__)
-        error = "L'annuaire ne répond pas pour le moment. Réessayez dans quelques instants."
-    next_url = ""
-    if next_page:
-        next_url = str(request.rel_url.update_query(page=next_page))
-    return await render(
-        request,
-        "mail/compose_addressbook.html",
-        {
-            "nav": "directory",
-            "criteria": criteria,
-            "searched": any(criteria.values()),
-            "results": results,
-            "total": total,
-            "next_url": next_url,
-            "departements": departements,
-            "functions": functions,
-            "error": error,
-        },
-    )
-
-
-@login_required
-async def contact_card(request: web.Request) -> web.Response:
-    identifier = request.match_info["ident"][:200]
-    try:
-        card = await request.app[DIRECTORY].contact_card(identifier)
-    except (DirectoryNotFound, DirectoryInvalidInput) as exc:
-        raise web.HTTPNotFound() from exc
-    except DirectoryClientError as exc:
-        log.warning("contact card failed: %s", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="L'annuaire ne répond pas pour le moment.") from exc
-    if card is None:
-        raise web.HTTPNotFound()
-    return await render(request, "mail/compose_contact.html", {"nav": "directory", "card": card})
-
-
 def setup(app: web.Application) -> None:
     """Add this module's routes."""
     app.router.add_get("/ecrire", compose_page)
     app.router.add_post("/ecrire", compose_submit)
     app.router.add_post("/ecrire/brouillon", autosave)
     app.router.add_post("/ecrire/piece-jointe", upload)
-    app.router.add_get("/annuaire/completer", complete)
-    app.router.add_get("/annuaire", address_book)
-    app.router.add_get("/annuaire/fiche/{ident}", contact_card)

@@ -54,6 +54,7 @@ from webmail.french import long_date, paris, short_date
 from webmail.mailbox import FOLDER_LABELS, SORTS, FolderError, Mailbox
 from webmail.realtime import LiveHub
 from webmail.sessions import token_hash
+from webmail.views.agenda import invitation_panel
 
 log = logging.getLogger("webmail.mail")
 
@@ -177,8 +178,10 @@ def _safe_return(target: str | None, fallback: str) -> str:
     return fallback
 
 
-async def _folders_context(request: web.Request, box: Mailbox, current: str) -> dict[str, Any]:
-    folders = await run_sync(box.folders)
+async def _folders_context(
+    request: web.Request, box: Mailbox, current: str, totals: bool = False
+) -> dict[str, Any]:
+    folders = await run_sync(box.folders, totals)
     unread_inbox = next((f.unread for f in folders if f.id == INBOX), 0)
     return {
         "nav": "mail",
@@ -202,8 +205,11 @@ def _pages(page: int, total_pages: int) -> list[int | None]:
     return out
 
 
-def _pagination(base: str, params: dict[str, str], page: int, total: int, page_size: int) -> dict[str, Any]:
-    total_pages = max(1, math.ceil(total / page_size))
+def _pagination(
+    base: str, params: dict[str, str], page: int, total: int | None, page_size: int
+) -> dict[str, Any]:
+    """Pages around `page`; `total` None means more results follow but were not counted (a search)."""
+    total_pages = page + 1 if total is None else max(1, math.ceil(total / page_size))
 
     def url(n: int) -> str:
         query = {k: v for k, v in params.items() if v}
@@ -215,6 +221,7 @@ def _pagination(base: str, params: dict[str, str], page: int, total: int, page_s
         "total_pages": total_pages,
         "numbers": _pages(page, total_pages),
         "url": url,
+        "last_known": total is not None,
     }
 
 
@@ -306,6 +313,7 @@ async def read_page(request: web.Request) -> web.Response:
         raw_missing = True
     else:
         raw_missing = False
+    invitation = None if raw_missing or infected else await invitation_panel(request, box, entry, raw)
     context = await _folders_context(request, box, folder)
     labels = context["labels"]
     spam = entry.get("spam") or {}
@@ -344,6 +352,8 @@ async def read_page(request: web.Request) -> web.Response:
             "flagged": bool((entry.get("flags") or {}).get("flagged")),
             "current_url": f"/courrier/{urllib.parse.quote(folder, safe='')}/{entry['_id']}",
             "unread": next((f.unread for f in context["folders"] if f.id == folder), 0),
+            # calendar invitations, replies and cancellations (views/agenda.py)
+            "invitation": invitation,
         }
     )
     return await render(request, "mail/read.html", context)
@@ -508,7 +518,7 @@ async def _publish_feedback(request: web.Request, reported: list[dict[str, str]]
 @login_required
 async def folders_page(request: web.Request) -> web.Response:
     box = _mailbox(request)
-    context = await _folders_context(request, box, "")
+    context = await _folders_context(request, box, "", totals=True)
     context["own"] = [f for f in context["folders"] if not f.system]
     return await render(request, "mail/folders.html", context)
 
@@ -615,6 +625,7 @@ async def search_page(request: web.Request) -> web.Response:
             "searched": searched,
             "rows": rows,
             "total": total,
+            "page_size": page_size,
             "pagination": _pagination("/courrier/recherche", query, page, total, page_size),
             "current_url": "/courrier/recherche?" + request.query_string,
             "show_folder": True,
