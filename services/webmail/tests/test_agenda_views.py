@@ -617,3 +617,8 @@ def test_reminders_are_sent_once_and_retried_after_a_failure(database):
     # the 5-minute reminder comes when due
     assert notifier.run_once(now + dt.timedelta(minutes=5, seconds=1)) == 1
     assert len(sent) == 2
+    # claims are purged once they can no longer matter, not before
+    assert notifier.purge_claims(now + dt.timedelta(days=1)) == 0
+    assert database[views.REMINDERS_SENT].count_documents({}) == 2
+    assert notifier.purge_claims(now + views.REMINDER_CLAIMS_KEPT + dt.timedelta(minutes=6)) == 2
+    assert database[views.REMINDERS_SENT].count_documents({}) == 0

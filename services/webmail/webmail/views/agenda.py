@@ -51,7 +51,7 @@ from aiohttp import web
 from pymongo.errors import DuplicateKeyError
 
 from common.config import Settings
-from common.db import BlobNotFound, indexed_find, utcnow
+from common.db import BlobNotFound, indexed_find, purge_expired, utcnow
 from common.mailstore import INBOX
 from webmail import french, submission
 from webmail.agenda import freebusy, ics, itip
@@ -120,6 +120,10 @@ REMINDERS_SENT = "calendar_reminders_sent"
 #: The notifier looks this far back (a reminder missed while no process ran is still sent if this recent).
 REMINDER_LOOKBACK = dt.timedelta(minutes=15)
 REMINDER_POLL_SECONDS = 30.0
+#: Claims of sent reminders are kept this long (a claim only matters while its reminder is due, for
+#: REMINDER_LOOKBACK), then purged by the notifier, at most once per REMINDER_PURGE_EVERY.
+REMINDER_CLAIMS_KEPT = dt.timedelta(days=2)
+REMINDER_PURGE_EVERY = dt.timedelta(hours=1)
 
 
 # --- formatting ---------------------------------------------------------------------------------------
@@ -1507,10 +1511,18 @@ class ReminderNotifier:
         self.settings = settings
         self.store = AgendaStore(db)
         self.send = send
+        self._purged_at: dt.datetime | None = None
+
+    def purge_claims(self, now: dt.datetime) -> int:
+        """Delete the claims older than REMINDER_CLAIMS_KEPT (no TTL index on FerretDB); how many."""
+        self._purged_at = now
+        return purge_expired(self.db, REMINDERS_SENT, "at", now - REMINDER_CLAIMS_KEPT)
 
     def run_once(self, now: dt.datetime | None = None) -> int:
         """Send the reminders due in (now - lookback, now]; how many were sent."""
         now = now or dt.datetime.now(dt.UTC)
+        if self._purged_at is None or now - self._purged_at >= REMINDER_PURGE_EVERY:
+            self.purge_claims(now)
         due = self.store.due_reminders(now - REMINDER_LOOKBACK, now + dt.timedelta(seconds=1))
         sent = 0
         for reminder in due:
