@@ -45,7 +45,7 @@ import smtplib
 import urllib.parse
 from collections.abc import Callable
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from pymongo.errors import DuplicateKeyError
@@ -926,21 +926,37 @@ async def edit_submit(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(event_url(updated.id, shown))
 
 
-@login_required
-async def move_submit(request: web.Request) -> web.Response:
-    store, me = _store(request), _me(request)
+class _Target(NamedTuple):
+    """The event a move or a deletion form names, and which of its occurrences it applies to."""
+
+    stored: StoredEvent
+    form: Any
+    component: Any
+    series: bool  # part of a recurring series (its master or an override)
+    rid: Any  # the occurrence's RECURRENCE-ID (a date or datetime), None for the whole event
+    scope: Scope
+
+
+async def _target(request: web.Request) -> _Target:
+    """Read the event named in the URL (404 unless it is the user's) and the form's occurrence and scope."""
     try:
-        stored = await run_sync(store.get, me, request.match_info["event_id"])
+        stored = await run_sync(_store(request).get, _me(request), request.match_info["event_id"])
     except EventNotFound as exc:
         raise web.HTTPNotFound() from exc
     form = await request.post()
     component = parse_component(stored.ical)
     series = stored.recurring or stored.kind == "override"
-    values = {"portee": str(form.get("portee", "serie"))}
     rid = parse_occurrence(str(form.get("occurrence", ""))) if series else None
     if stored.kind == "override":
         rid = component["RECURRENCE-ID"].dt
-    scope = _scope(values, series)
+    scope = _scope({"portee": str(form.get("portee", "serie"))}, series)
+    return _Target(stored, form, component, series, rid, scope)
+
+
+@login_required
+async def move_submit(request: web.Request) -> web.Response:
+    store, me = _store(request), _me(request)
+    stored, form, component, series, rid, scope = await _target(request)
     session = get_session(request)
     back = event_url(stored.id, rid if series else None)
     day = _date(str(form.get("date", "")))
@@ -974,17 +990,7 @@ async def move_submit(request: web.Request) -> web.Response:
 @login_required
 async def delete_submit(request: web.Request) -> web.Response:
     store, me = _store(request), _me(request)
-    try:
-        stored = await run_sync(store.get, me, request.match_info["event_id"])
-    except EventNotFound as exc:
-        raise web.HTTPNotFound() from exc
-    form = await request.post()
-    component = parse_component(stored.ical)
-    series = stored.recurring or stored.kind == "override"
-    rid = parse_occurrence(str(form.get("occurrence", ""))) if series else None
-    if stored.kind == "override":
-        rid = component["RECURRENCE-ID"].dt
-    scope = _scope({"portee": str(form.get("portee", "serie"))}, series)
+    stored, _form, component, _series, rid, scope = await _target(request)
     session = get_session(request)
     organised = bool(stored.attendees) and (not stored.organizer or stored.organizer == me)
     warning = ""
