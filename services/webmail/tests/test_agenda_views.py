@@ -21,14 +21,12 @@ import pytest
 from aiohttp import DummyCookieJar, FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from common import mailstore
 from common.config import get_settings
-from common.db import BlobStore
 from webmail.agenda import itip as itip_module
 from webmail.agenda.model import EventInput
 from webmail.agenda.store import AgendaStore
 from webmail.app import cookie_name, create_app
-from webmail.auth_testing import FakeDirectory, WebClient
+from webmail.auth_testing import FakeDirectory, WebClient, store_message
 from webmail.views import agenda as views
 
 pytestmark = pytest.mark.integration
@@ -112,21 +110,7 @@ def flashes(html: str) -> list[str]:
 def deliver(db, mailbox: str, message: EmailMessage, folder: str = "INBOX") -> str:
     """Store a message in a mailbox as delivery does."""
     raw = message.as_bytes(policy=email.policy.SMTP)
-    message_id = f"m-{abs(hash((mailbox, raw)))}"
-    BlobStore(db).put(message_id, raw)
-    entry = {
-        **mailstore.summarize(raw).to_document(),
-        "_id": mailstore.entry_id(message_id, mailbox, "rcpt"),
-        "message_id": message_id,
-        "mailbox": mailbox,
-        "folder": folder,
-        "size": len(raw),
-        "received_at": dt.datetime.now(dt.UTC),
-        "envelope_from": "x@example.org",
-        "flags": {"seen": False, "flagged": False, "answered": False},
-    }
-    mailstore.insert_entries(db, [entry])
-    return entry["_id"]
+    return store_message(db, mailbox, raw, f"m-{abs(hash((mailbox, raw)))}", folder)
 
 
 def event_id_of(location: str) -> str:

@@ -16,13 +16,12 @@ import pytest
 from aiohttp import DummyCookieJar, FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from common import mailstore
 from common.config import get_settings
 from common.db import BlobStore
 from directory.client import Contact, SearchPage
 from webmail import submission
 from webmail.app import cookie_name, create_app
-from webmail.auth_testing import FakeDirectory, WebClient
+from webmail.auth_testing import FakeDirectory, WebClient, store_message
 
 pytestmark = pytest.mark.integration
 
@@ -112,21 +111,7 @@ async def post_form(web: WebClient, path: str, pairs: list[tuple[str, Any]], **h
 
 def store(db, mailbox: str, msg: EmailMessage, folder: str = "INBOX") -> str:
     raw = msg.as_bytes(policy=email.policy.SMTP)
-    message_id = f"m-{abs(hash((mailbox, msg['Subject'])))}"
-    BlobStore(db).put(message_id, raw)
-    entry = {
-        **mailstore.summarize(raw).to_document(),
-        "_id": mailstore.entry_id(message_id, mailbox, "rcpt"),
-        "message_id": message_id,
-        "mailbox": mailbox,
-        "folder": folder,
-        "size": len(raw),
-        "received_at": dt.datetime.now(dt.UTC),
-        "envelope_from": "x@example.org",
-        "flags": {"seen": False, "flagged": False, "answered": False},
-    }
-    mailstore.insert_entries(db, [entry])
-    return entry["_id"]
+    return store_message(db, mailbox, raw, f"m-{abs(hash((mailbox, msg['Subject'])))}", folder)
 
 
 def original(to: str, subject: str = "Conseil de classe", attachment: bytes | None = None) -> EmailMessage:

@@ -13,11 +13,9 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
-from common import mailstore
 from common.config import get_settings
-from common.db import BlobStore
 from webmail.app import cookie_name, create_app
-from webmail.auth_testing import FakeDirectory, WebClient
+from webmail.auth_testing import FakeDirectory, WebClient, store_message
 
 pytestmark = pytest.mark.integration
 
@@ -34,22 +32,7 @@ class FakePublisher:
 
 def deliver(db, mailbox: str, message: EmailMessage, folder: str = "INBOX", **extra) -> str:
     raw = bytes(message)
-    message_id = f"m{abs(hash((mailbox, raw)))}"
-    BlobStore(db).put(message_id, raw)
-    entry = {
-        **mailstore.summarize(raw).to_document(),
-        "_id": mailstore.entry_id(message_id, mailbox, "rcpt"),
-        "message_id": message_id,
-        "mailbox": mailbox,
-        "folder": folder,
-        "size": len(raw),
-        "received_at": mailstore.dt.datetime.now(mailstore.dt.UTC),
-        "envelope_from": "x@example.org",
-        "flags": {"seen": False, "flagged": False, "answered": False},
-        **extra,
-    }
-    mailstore.insert_entries(db, [entry])
-    return entry["_id"]
+    return store_message(db, mailbox, raw, f"m{abs(hash((mailbox, raw)))}", folder, **extra)
 
 
 def mail(

@@ -1,7 +1,8 @@
 """Test doubles for the webmail's unit tests (not used in production): `FakeDirectory`, an in-memory
 stand-in for `AsyncDirectoryClient` that answers like the directory (same French messages), and
 `WebClient`, a cookie-keeping wrapper of aiohttp's test client that sends `Origin` and the CSRF token
-the way a browser and the pages do.
+the way a browser and the pages do, and `store_message`, which files a message in a mailbox with the
+fields delivery writes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,29 @@ from directory.client import (
 from directory.reference import DEPARTEMENTS
 
 RESET_MINUTES = 30
+
+
+def store_message(db, mailbox: str, raw: bytes, message_id: str, folder: str = "INBOX", **extra: Any) -> str:
+    """Store `raw` under `message_id` and file it, unread and received now, in `mailbox`'s `folder` with
+    the fields delivery writes (`common.mailstore.summarize`); returns the entry id."""
+    from common import mailstore
+    from common.db import BlobStore, utcnow
+
+    BlobStore(db).put(message_id, raw)
+    entry = {
+        **mailstore.summarize(raw).to_document(),
+        "_id": mailstore.entry_id(message_id, mailbox, "rcpt"),
+        "message_id": message_id,
+        "mailbox": mailbox,
+        "folder": folder,
+        "size": len(raw),
+        "received_at": utcnow(),
+        "envelope_from": "x@example.org",
+        "flags": {"seen": False, "flagged": False, "answered": False},
+        **extra,
+    }
+    mailstore.insert_entries(db, [entry])
+    return entry["_id"]
 
 
 @dataclass
