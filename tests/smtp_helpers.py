@@ -304,3 +304,23 @@ def ingest(blobs, directory, publisher, tls_folder, events, limits):
         directory=directory, blobs=blobs, publisher=publisher, tls_folder=tls_folder, limits=limits
     ) as thread:
         yield thread
+
+
+#: The webmail's service identity on the submission port (SUBMISSION_SERVICE_USER / _SECRET) in tests.
+WEBMAIL_SECRET = "secret-du-webmail-pour-les-tests"
+DOMINIQUE = f"dominique.durand@{DOMAIN}"
+
+
+@pytest.fixture
+def webmail_ingest(blobs, directory, publisher, tls_folder, events):
+    """`ingest` with the webmail's service identity, for the proxy login (SASL PLAIN with an authzid)."""
+    from ingest.handler import ServiceIdentity
+
+    with running_ingest(
+        directory=directory,
+        blobs=blobs,
+        publisher=publisher,
+        tls_folder=tls_folder,
+        service_identity=ServiceIdentity("webmail", WEBMAIL_SECRET),
+    ) as thread:
+        yield thread

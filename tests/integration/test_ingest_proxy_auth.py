@@ -16,34 +16,22 @@ from email.message import EmailMessage
 
 import pytest
 
-from ingest.handler import ServiceIdentity
 from tests.smtp_helpers import (  # noqa: F401 - fixtures
     CAMILLE,
     CAMILLE_PASSWORD,
     DOMAIN,
+    DOMINIQUE,
     blobs,
     client_tls_context,
     directory,
     events,
     publisher,
-    running_ingest,
     tls_folder,
+    webmail_ingest,
 )
-
-SECRET = "un-secret-de-test-pour-le-webmail"
-DOMINIQUE = f"dominique.durand@{DOMAIN}"
-
-
-@pytest.fixture
-def ingest(blobs, directory, publisher, tls_folder, events):
-    with running_ingest(
-        directory=directory,
-        blobs=blobs,
-        publisher=publisher,
-        tls_folder=tls_folder,
-        service_identity=ServiceIdentity("webmail", SECRET),
-    ) as thread:
-        yield thread
+from tests.smtp_helpers import (
+    WEBMAIL_SECRET as SECRET,
+)
 
 
 def plain(client: smtplib.SMTP, authzid: str, login: str, password: str) -> None:
@@ -64,8 +52,8 @@ def message(sender: str) -> bytes:
     return msg.as_bytes(policy=email.policy.SMTP)
 
 
-def test_the_webmail_sends_as_the_user_it_names(ingest, events):
-    with smtplib.SMTP("127.0.0.1", ingest.submission_port, timeout=10) as client:
+def test_the_webmail_sends_as_the_user_it_names(webmail_ingest, events):
+    with smtplib.SMTP("127.0.0.1", webmail_ingest.submission_port, timeout=10) as client:
         client.starttls(context=client_tls_context())
         plain(client, CAMILLE, "webmail", SECRET)
         assert client.sendmail(CAMILLE, [DOMINIQUE], message(CAMILLE)) == {}
@@ -89,8 +77,8 @@ def test_the_webmail_sends_as_the_user_it_names(ingest, events):
     ],
     ids=["wrong-secret", "unknown-authzid", "suspended-authzid", "no-authzid", "user-impersonation"],
 )
-def test_refused_proxy_logins(ingest, authzid, login, password):
-    with smtplib.SMTP("127.0.0.1", ingest.submission_port, timeout=10) as client:
+def test_refused_proxy_logins(webmail_ingest, authzid, login, password):
+    with smtplib.SMTP("127.0.0.1", webmail_ingest.submission_port, timeout=10) as client:
         client.starttls(context=client_tls_context())
         with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
             plain(client, authzid, login, password)
@@ -98,8 +86,8 @@ def test_refused_proxy_logins(ingest, authzid, login, password):
     assert refused.value.smtp_error.startswith(b"5.7.8")
 
 
-def test_a_user_naming_themselves_logs_in(ingest):
-    with smtplib.SMTP("127.0.0.1", ingest.submission_port, timeout=10) as client:
+def test_a_user_naming_themselves_logs_in(webmail_ingest):
+    with smtplib.SMTP("127.0.0.1", webmail_ingest.submission_port, timeout=10) as client:
         client.starttls(context=client_tls_context())
         plain(client, CAMILLE, CAMILLE, CAMILLE_PASSWORD)
         assert client.mail(CAMILLE)[0] == 250

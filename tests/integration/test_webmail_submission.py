@@ -13,40 +13,28 @@ from email.message import EmailMessage
 import pytest
 
 from common.config import get_settings
-from ingest.handler import ServiceIdentity
 from tests.helpers import free_port
 from tests.smtp_helpers import (  # noqa: F401 - fixtures
     CAMILLE,
     DOMAIN,
+    DOMINIQUE,
     blobs,
     directory,
     events,
     publisher,
-    running_ingest,
     tls_folder,
+    webmail_ingest,
+)
+from tests.smtp_helpers import (
+    WEBMAIL_SECRET as SECRET,
 )
 from webmail import submission
 
-SECRET = "secret-du-webmail-pour-les-tests"
-DOMINIQUE = f"dominique.durand@{DOMAIN}"
 
-
-@pytest.fixture
-def ingest(blobs, directory, publisher, tls_folder, events):
-    with running_ingest(
-        directory=directory,
-        blobs=blobs,
-        publisher=publisher,
-        tls_folder=tls_folder,
-        service_identity=ServiceIdentity("webmail", SECRET),
-    ) as thread:
-        yield thread
-
-
-def settings_for(ingest, tls_folder, **overrides):
+def settings_for(webmail_ingest, tls_folder, **overrides):
     values = {
         "smtp_host": "127.0.0.1",
-        "smtp_submission_port": ingest.submission_port,
+        "smtp_submission_port": webmail_ingest.submission_port,
         "submission_service_secret": SECRET,
         "submission_ca_file": str(tls_folder / "ingest.crt"),
         **overrides,
@@ -67,41 +55,41 @@ def send(settings, recipients=(DOMINIQUE,)):
     submission.send(settings, account=CAMILLE, sender=CAMILLE, recipients=list(recipients), data=message())
 
 
-def test_the_webmail_sends_as_the_user(ingest, tls_folder, events):
-    send(settings_for(ingest, tls_folder))
+def test_the_webmail_sends_as_the_user(webmail_ingest, tls_folder, events):
+    send(settings_for(webmail_ingest, tls_folder))
     payload = events.get()["payload"]
     assert payload["authenticated_account"] == CAMILLE
     assert payload["recipients"] == [DOMINIQUE]
 
 
-def test_an_unknown_recipient_is_named(ingest, tls_folder):
+def test_an_unknown_recipient_is_named(webmail_ingest, tls_folder):
     with pytest.raises(submission.SubmissionError) as refused:
-        send(settings_for(ingest, tls_folder), [f"personne.inconnue@{DOMAIN}"])
+        send(settings_for(webmail_ingest, tls_folder), [f"personne.inconnue@{DOMAIN}"])
     assert refused.value.message == f"Destinataire inconnu : personne.inconnue@{DOMAIN}."
     assert not refused.value.temporary
 
 
-def test_some_recipients_refused_is_a_partial_send(ingest, tls_folder, events):
+def test_some_recipients_refused_is_a_partial_send(webmail_ingest, tls_folder, events):
     with pytest.raises(submission.SubmissionError) as refused:
-        send(settings_for(ingest, tls_folder), [DOMINIQUE, f"personne.inconnue@{DOMAIN}"])
+        send(settings_for(webmail_ingest, tls_folder), [DOMINIQUE, f"personne.inconnue@{DOMAIN}"])
     assert refused.value.partial
     assert "Destinataire inconnu : personne.inconnue@" in refused.value.message
     assert events.get()["payload"]["recipients"] == [DOMINIQUE]
 
 
-def test_a_wrong_secret_is_a_temporary_failure(ingest, tls_folder):
+def test_a_wrong_secret_is_a_temporary_failure(webmail_ingest, tls_folder):
     with pytest.raises(submission.SubmissionError) as refused:
-        send(settings_for(ingest, tls_folder, submission_service_secret="mauvais"))
+        send(settings_for(webmail_ingest, tls_folder, submission_service_secret="mauvais"))
     assert refused.value.temporary and "brouillon" in refused.value.message
 
 
-def test_an_untrusted_certificate_is_refused(ingest, tls_folder, tmp_path):
+def test_an_untrusted_certificate_is_refused(webmail_ingest, tls_folder, tmp_path):
     from ingest.tls import ensure_self_signed
 
     other = tmp_path / "autre.crt"
     ensure_self_signed(other, tmp_path / "autre.key", "localhost")
     with pytest.raises(submission.SubmissionError) as refused:
-        send(settings_for(ingest, tls_folder, submission_ca_file=str(other)))
+        send(settings_for(webmail_ingest, tls_folder, submission_ca_file=str(other)))
     assert refused.value.temporary and "ne répond pas" in refused.value.message
 
 
