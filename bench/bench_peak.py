@@ -122,7 +122,7 @@ def publish_burst(amqp_url: str, message_ids: list[str], seconds: float, done: t
     """One mail.received per message, paced evenly over `seconds`, from a few publishing threads."""
     from common.bus import EventPublisher
 
-    publisher = EventPublisher(source="bench-peak", amqp_url=amqp_url, pool_size=8)
+    publisher = EventPublisher(source="bench-peak", amqp_url=amqp_url)
     start = time.monotonic()
     interval = seconds / max(1, len(message_ids))
 

@@ -3,6 +3,10 @@
 It records each event it handles in the database (idempotently, by event id) and fails on purpose while
 the `probe_switch` collection holds a `{"_id": "fail"}` document, which lets a test watch an event go
 through its retries to the dead-letter queue and come back with `common.deadletters replay`.
+
+`probe.batch` events go to a batch handler (`common.bus.batch_event_handler`), which records each event
+with the size of the batch it came in, and fails on purpose the events whose `n` is negative (the
+others of their batch are handled).
 Run as a process: `python tests/integration/probe_service.py` (settings from the environment).
 """
 
@@ -12,13 +16,15 @@ import os
 
 from pymongo.errors import DuplicateKeyError
 
-from common.bus import event_handler
+from common.bus import batch_event_handler, event_handler
 from common.db import get_database, utcnow
 from common.events import EventType, register_event_type
 from common.topology import ConsumerSpec, register_consumer
 
 register_event_type(EventType("probe.ping", 1, {"n": int}, "bus test probe"))
 register_consumer(ConsumerSpec("probe", "probe.ping"))
+register_event_type(EventType("probe.batch", 1, {"n": int}, "bus test probe, batch handler"))
+register_consumer(ConsumerSpec("probe", "probe.batch"))
 
 
 class ProbeService:
@@ -40,6 +46,23 @@ class ProbeService:
             )
         except DuplicateKeyError:
             pass  # a redelivery: the effect is already there
+
+    @batch_event_handler("probe.batch", max_batch=20)
+    def on_batch(self, envelopes):
+        db = get_database()
+        outcomes = []
+        for envelope in envelopes:
+            if envelope.payload["n"] < 0:
+                outcomes.append(ValueError(f"negative probe {envelope.payload['n']}"))
+                continue
+            try:
+                db.probe_received.insert_one(
+                    {"_id": envelope.event_id, "n": envelope.payload["n"], "batch": len(envelopes)}
+                )
+            except DuplicateKeyError:
+                pass
+            outcomes.append(None)
+        return outcomes
 
 
 if __name__ == "__main__":

@@ -15,9 +15,12 @@ from common.topology import ConsumerSpec, declare, register_consumer
 from tests.helpers import ServiceProcess, free_port, wait_until
 
 PROBE = ConsumerSpec("probe", "probe.ping")
+BATCH_PROBE = ConsumerSpec("probe", "probe.batch")
 register_event_type(EventType("probe.ping", 1, {"n": int}, "bus test probe"))
+register_event_type(EventType("probe.batch", 1, {"n": int}, "bus test probe, batch handler"))
 register_event_type(EventType("probe.nobody", 1, {}, "an event no service consumes"))
 register_consumer(PROBE)
+register_consumer(BATCH_PROBE)
 
 
 @pytest.fixture
@@ -25,8 +28,8 @@ def probe_queues():
     """The probe's queues, declared and emptied so that each test starts clean."""
     url = get_settings().amqp_url
     with Connection(url) as conn:
-        declare(conn.default_channel, [PROBE], (1,))
-        for queue in PROBE.all_queues((1,)):
+        declare(conn.default_channel, [PROBE, BATCH_PROBE], (1,))
+        for queue in [*PROBE.all_queues((1,)), *BATCH_PROBE.all_queues((1,))]:
             queue(conn.default_channel).purge()
     return PROBE
 
@@ -130,3 +133,54 @@ def test_an_unparseable_event_goes_straight_to_the_dead_letter_queue(probe, data
     assert all(letter.reason.startswith("invalid envelope") for letter in letters)
     assert all(letter.attempts == 0 for letter in letters)
     assert database.probe_received.count_documents({}) == 0
+
+
+def test_concurrent_publishes_share_groups_and_each_event_arrives_once(probe, database, publisher):
+    """Publishes from many threads are group-committed (written together, confirms awaited together):
+    each caller still gets its own confirm, and each event is consumed once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        sent = list(pool.map(lambda n: publisher.publish("probe.ping", {"n": n}).event_id, range(300)))
+
+    wait_until(lambda: database.probe_received.count_documents({}) >= 300, timeout=60, what="300 events")
+    assert sorted(d["_id"] for d in database.probe_received.find({}, {"_id": 1})) == sorted(sent)
+
+
+def test_publish_many_gives_each_event_its_own_outcome(probe, database, publisher):
+    """An unroutable event in the middle of a group fails alone; the others are confirmed and consumed."""
+    from common.events import Envelope
+
+    envelopes = [
+        Envelope.new("probe.ping", {"n": 1}, "tests"),
+        Envelope.new("probe.nobody", {}, "tests"),
+        Envelope.new("probe.ping", {"n": 2}, "tests"),
+    ]
+    first, refused, last = publisher.publish_many(envelopes)
+    assert first is None and last is None
+    assert isinstance(refused, PublishError) and refused.reason == "unroutable"
+    wait_until(lambda: database.probe_received.count_documents({}) >= 2, what="the two routable events")
+    assert {d["_id"] for d in database.probe_received.find()} == {
+        envelopes[0].event_id,
+        envelopes[2].event_id,
+    }
+
+
+def test_a_batch_handler_gets_events_together_and_settles_each_on_its_own(probe, database, publisher):
+    """Events queued together reach the batch handler as batches (at most its max_batch of 20); an event
+    the handler fails is retried and dead-lettered alone, the others of its batch are handled once."""
+    from common.events import Envelope
+
+    envelopes = [Envelope.new("probe.batch", {"n": n}, "tests") for n in [*range(150), -1]]
+    assert publisher.publish_many(envelopes) == [None] * len(envelopes)
+
+    wait_until(lambda: database.probe_received.count_documents({}) >= 150, timeout=60, what="150 events")
+    letters = wait_until(lambda: deadletters.show(BATCH_PROBE.queue_name), timeout=60, what="a dead letter")
+    assert [letter.event_id for letter in letters] == [envelopes[-1].event_id]
+    assert letters[0].attempts == 3
+    assert "negative probe -1" in letters[0].reason
+    records = list(database.probe_received.find())
+    assert sorted(r["n"] for r in records) == list(range(150))
+    sizes = [r["batch"] for r in records]
+    assert max(sizes) > 1, "events waiting together were handled one by one"
+    assert max(sizes) <= 20

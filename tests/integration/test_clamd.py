@@ -87,3 +87,19 @@ def test_the_clamd_up_gauge_follows_the_last_answer():
     assert REGISTRY.get_sample_value("scan_clamd_up") == 1
     assert not nowhere.ping()
     assert REGISTRY.get_sample_value("scan_clamd_up") == 0
+
+
+def test_the_scanner_finds_eicar_at_the_end_of_a_message_larger_than_a_chunk():
+    """The scanner's writes are grouped (scan.clamd._Corked): a message of several chunks still reaches
+    clamd whole, in order, and a clean one of the same size is clean."""
+    from scan.clamd import CHUNK_SIZE, ClamdScanner
+
+    settings = get_settings()
+    scanner = ClamdScanner(settings.clamd_host, settings.clamd_port, 30)
+    padding = b"Bonjour,\r\n" + b"x" * 70 + b"\r\n"
+    body = ORDINARY_MESSAGE + padding * (3 * CHUNK_SIZE // len(padding))
+    assert len(body) > 2 * CHUNK_SIZE
+    assert not scanner.scan(body).infected
+    verdict = scanner.scan(body + EICAR + b"\r\n")
+    assert verdict.infected
+    assert "EICAR" in verdict.signature

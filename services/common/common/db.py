@@ -216,7 +216,21 @@ class BlobStore:
 
     def get(self, blob_id: str) -> bytes:
         """The bytes stored under `blob_id`; raises BlobNotFound."""
-        head = self._reads.submit([blob_id])[0]
+        return self._load(blob_id, self._reads.submit([blob_id])[0])
+
+    def get_many(self, blob_ids: list[str]) -> list[bytes | Exception]:
+        """The bytes of each of `blob_ids`, read together, or the exception that blob's read raised
+        (BlobNotFound for a missing one); raises when the read they share fails."""
+        heads = self._reads.submit(blob_ids)
+        results: list[bytes | Exception] = []
+        for blob_id, head in zip(blob_ids, heads, strict=True):
+            try:
+                results.append(self._load(blob_id, head))
+            except Exception as exc:  # noqa: BLE001 - that blob's outcome (a chunk read of a large one)
+                results.append(exc)
+        return results
+
+    def _load(self, blob_id: str, head: dict[str, Any] | None) -> bytes:
         if head is None:
             raise BlobNotFound(blob_id)
         if "data" in head:

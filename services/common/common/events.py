@@ -136,8 +136,15 @@ class Envelope:
     trace_id: str = field(default_factory=lambda: current_trace_id() or new_trace_id())
 
     @classmethod
-    def new(cls, event_type: str, payload: Mapping[str, Any], source: str, trace_id: str | None = None):
-        """A fresh, validated envelope of `event_type` at its current version."""
+    def new(
+        cls,
+        event_type: str,
+        payload: Mapping[str, Any],
+        source: str,
+        trace_id: str | None = None,
+        event_id: str | None = None,
+    ):
+        """A fresh, validated envelope of `event_type` at its current version (a new id unless given)."""
         known = EVENT_TYPES.get(event_type)
         if known is None:
             raise InvalidEvent(f"unknown event type {event_type!r}")
@@ -147,6 +154,7 @@ class Envelope:
             source=source,
             version=known.version,
             trace_id=trace_id or current_trace_id() or new_trace_id(),
+            **({"event_id": event_id} if event_id else {}),
         )
         envelope.validate()
         return envelope

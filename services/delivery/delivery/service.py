@@ -6,12 +6,15 @@
 - `mail.infected`: each local recipient gets an entry in Quarantine, never in INBOX; nothing infected is
   ever relayed outside.
 
-The raw message is parsed once per event, not once per recipient. The entries and usage counters of the
-events being handled at the same time are written together (`mailstore.EntryWriter`). Entries have ids
-derived from (message, mailbox, copy) — the message being its Message-ID header and envelope sender when
-it has one (`mailstore.delivery_key`) — so a redelivered event, or a sender's retry after a lost 250, adds
-nothing; `mail.delivered` is published for every entry with a derived event id, so a redelivery
-publishes the same events again and notify ignores them.
+The raw message is parsed once per event, not once per recipient. Events are handled in batches
+(`common.bus.batch_event_handler`): a batch's blobs are read together, the entries and usage counters of
+all its messages written in one flush (`mailstore.EntryWriter`, shared with the other batch being
+handled at the same time) and its `mail.delivered` events published together; each event keeps its own
+outcome. Quotas are checked before the flush, against `QuotaView` (an approximation, as before).
+Entries have ids derived from (message, mailbox, copy) — the message being its Message-ID header and
+envelope sender when it has one (`mailstore.delivery_key`) — so a redelivered event, or a sender's retry
+after a lost 250, adds nothing; `mail.delivered` is published for every entry with a derived event id,
+so a redelivery publishes the same events again and notify ignores them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -28,11 +32,12 @@ from prometheus_client import Counter, Histogram
 from pymongo.errors import DuplicateKeyError
 
 from common import mailstore
-from common.bus import EventPublisherProvider, event_handler
+from common.bus import EventPublisherProvider, batch_event_handler
 from common.config import get_settings
 from common.db import get_database, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
+from common.logs import trace_context
 from delivery import relay
 
 log = logging.getLogger(__name__)
@@ -144,6 +149,18 @@ class EntryWriterProvider(DependencyProvider):
         return self.writer
 
 
+@dataclass
+class _Filing:
+    """What delivery plans for one message of a batch before the batch's insert."""
+
+    index: int
+    envelope: Envelope
+    folder: str
+    entries: list[dict[str, Any]]
+    external: list[str]
+    relay: bool
+
+
 class DeliveryService:
     name = "delivery"
 
@@ -153,9 +170,16 @@ class DeliveryService:
     entries = EntryWriterProvider()
     quota = QuotaProvider()
 
-    @event_handler("mail.classified")
-    def on_mail_classified(self, envelope: Envelope) -> None:
-        payload = envelope.payload
+    @batch_event_handler("mail.classified")
+    def on_mail_classified(self, envelopes: list[Envelope]) -> list[Exception | None]:
+        return self._file_batch(envelopes, self._classified_placement)
+
+    @batch_event_handler("mail.infected")
+    def on_mail_infected(self, envelopes: list[Envelope]) -> list[Exception | None]:
+        return self._file_batch(envelopes, self._infected_placement)
+
+    @staticmethod
+    def _classified_placement(payload: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
         folder = mailstore.JUNK if payload["verdict"] == "spam" else mailstore.INBOX
         extra = {
             "spam": {
@@ -165,63 +189,102 @@ class DeliveryService:
                 "reasons": payload.get("reasons", []),
             }
         }
-        self._file(envelope, folder, extra, relay_external=True)
+        return folder, extra, True
 
-    @event_handler("mail.infected")
-    def on_mail_infected(self, envelope: Envelope) -> None:
-        extra = {"virus": {"signature": envelope.payload["signature"]}}
-        self._file(envelope, mailstore.QUARANTINE, extra, relay_external=False)
+    @staticmethod
+    def _infected_placement(payload: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+        return mailstore.QUARANTINE, {"virus": {"signature": payload["signature"]}}, False
 
-    def _file(self, envelope: Envelope, folder: str, extra: dict[str, Any], relay_external: bool) -> None:
+    def _file_batch(self, envelopes: list[Envelope], placement) -> list[Exception | None]:
+        """File a batch: blobs read together, every entry of every message in one insert (with the
+        usage counters), `mail.delivered` events published together. Each message keeps its outcome."""
+        outcomes: list[Exception | None] = [None] * len(envelopes)
+        raws = self.blobs.get_many([envelope.payload["message_id"] for envelope in envelopes])
+        plans: list[_Filing] = []
+        with DELIVERY_SECONDS.time():
+            for index, (envelope, raw) in enumerate(zip(envelopes, raws, strict=True)):
+                if isinstance(raw, Exception):
+                    outcomes[index] = raw
+                    continue
+                try:
+                    with trace_context(envelope.trace_id):
+                        plans.append(self._plan(index, envelope, raw, *placement(envelope.payload)))
+                except Exception as exc:  # noqa: BLE001 - that message's outcome: retried
+                    outcomes[index] = exc
+            try:
+                inserted = self.entries.insert_counted([entry for plan in plans for entry in plan.entries])
+            except Exception as exc:  # noqa: BLE001 - nothing of the batch is known stored: all retried
+                for plan in plans:
+                    outcomes[plan.index] = exc
+                return outcomes
+            self.quota.added([entry for plan in plans for entry in plan.entries if entry["_id"] in inserted])
+            events: list[tuple[int, Envelope]] = []
+            for plan in plans:
+                try:
+                    with trace_context(plan.envelope.trace_id):
+                        events.extend((plan.index, event) for event in self._filed(plan, inserted))
+                except Exception as exc:  # noqa: BLE001 - that message's outcome: retried
+                    outcomes[plan.index] = exc
+        failures = self.publisher.publish_many([event for _, event in events])
+        for (index, _), failure in zip(events, failures, strict=True):
+            outcomes[index] = outcomes[index] or failure
+        return outcomes
+
+    def _plan(
+        self, index: int, envelope: Envelope, raw: bytes, folder: str, extra: dict[str, Any], relay: bool
+    ) -> _Filing:
+        """The entries of one message (its local recipients within quota, and the author's Sent copy)."""
         settings = get_settings()
         payload = envelope.payload
         message_id = payload["message_id"]
-        with DELIVERY_SECONDS.time():
-            raw = self.blobs.get(message_id)
-            summary = mailstore.summarize(raw).to_document()
-            now = utcnow()
-            base = {
-                "message_id": message_id,
-                "size": len(raw),
-                "received_at": now,
-                "envelope_from": payload["sender"],
-                **summary,
-                **extra,
+        summary = mailstore.summarize(raw).to_document()
+        base = {
+            "message_id": message_id,
+            "size": len(raw),
+            "received_at": utcnow(),
+            "envelope_from": payload["sender"],
+            **summary,
+            **extra,
+        }
+        key = mailstore.delivery_key(message_id, summary["message_id_header"], payload["sender"])
+        local = sorted({r.lower() for r in payload["recipients"] if is_local(r, settings.mail_domain)})
+        external = sorted({r for r in payload["recipients"] if not is_local(r, settings.mail_domain)})
+        if folder != mailstore.QUARANTINE:
+            local = self._within_quota(envelope, key, local, len(raw))
+        entries = [
+            {
+                **base,
+                "_id": mailstore.entry_id(key, mailbox, "rcpt"),
+                "mailbox": mailbox,
+                "folder": folder,
+                "flags": {"seen": False, "flagged": False, "answered": False},
             }
-            key = mailstore.delivery_key(message_id, summary["message_id_header"], payload["sender"])
-            local = sorted({r.lower() for r in payload["recipients"] if is_local(r, settings.mail_domain)})
-            external = sorted({r for r in payload["recipients"] if not is_local(r, settings.mail_domain)})
-            if folder != mailstore.QUARANTINE:
-                local = self._within_quota(envelope, key, local, len(raw))
-            entries = [
+            for mailbox in local
+        ]
+        author = payload.get("authenticated_account")
+        if payload["origin"] == "submission" and author and folder != mailstore.QUARANTINE:
+            entries.append(
                 {
                     **base,
-                    "_id": mailstore.entry_id(key, mailbox, "rcpt"),
-                    "mailbox": mailbox,
-                    "folder": folder,
-                    "flags": {"seen": False, "flagged": False, "answered": False},
+                    "_id": mailstore.entry_id(key, author, "sent"),
+                    "mailbox": author,
+                    "folder": mailstore.SENT,
+                    "flags": {"seen": True, "flagged": False, "answered": False},
                 }
-                for mailbox in local
-            ]
-            author = payload.get("authenticated_account")
-            if payload["origin"] == "submission" and author and folder != mailstore.QUARANTINE:
-                entries.append(
-                    {
-                        **base,
-                        "_id": mailstore.entry_id(key, author, "sent"),
-                        "mailbox": author,
-                        "folder": mailstore.SENT,
-                        "flags": {"seen": True, "flagged": False, "answered": False},
-                    }
-                )
-            inserted = self.entries.insert_counted(entries)
-            self.quota.added([e for e in entries if e["_id"] in inserted])
-            for entry in entries:
-                if entry["_id"] in inserted:
-                    ENTRIES.labels(entry["folder"]).inc()
-            if external:
-                self._queue_outbound(envelope, external, relay_external)
-        for entry in entries:
+            )
+        return _Filing(index, envelope, folder, entries, external, relay)
+
+    def _filed(self, plan: _Filing, inserted: set[str]) -> list[Envelope]:
+        """After the insert: the outbound queue, metrics and log of one message, and its events."""
+        payload = plan.envelope.payload
+        message_id = payload["message_id"]
+        new = [entry for entry in plan.entries if entry["_id"] in inserted]
+        for entry in new:
+            ENTRIES.labels(entry["folder"]).inc()
+        if plan.external:
+            self._queue_outbound(plan.envelope, plan.external, plan.relay)
+        events = []
+        for entry in plan.entries:
             delivered = {
                 "message_id": message_id,
                 "mailbox": entry["mailbox"],
@@ -232,14 +295,11 @@ class DeliveryService:
             summary = live_summary(entry) if entry["_id"] in inserted else None
             if summary is not None:
                 delivered["summary"] = summary
-            self.publisher.publish(
-                "mail.delivered",
-                delivered,
-                parent=envelope,
-                key=entry["_id"],
+            events.append(
+                self.publisher.envelope("mail.delivered", delivered, parent=plan.envelope, key=entry["_id"])
             )
         received_at = payload.get("received_at")
-        if received_at and inserted:
+        if received_at and new:
             try:
                 accepted = dt.datetime.fromisoformat(received_at.replace("Z", "+00:00"))
                 LATENCY.observe(max(0.0, (utcnow() - accepted).total_seconds()))
@@ -247,8 +307,14 @@ class DeliveryService:
                 pass
         log.info(
             "message filed",
-            extra={"message_id": message_id, "folder": folder, "entries": len(entries), "new": len(inserted)},
+            extra={
+                "message_id": message_id,
+                "folder": plan.folder,
+                "entries": len(plan.entries),
+                "new": len(new),
+            },
         )
+        return events
 
     def _queue_outbound(self, envelope: Envelope, recipients: list[str], relay: bool) -> None:
         """Record external recipients in the durable outbound queue (one document per recipient)."""

@@ -5,9 +5,11 @@ is published and confirmed by the broker. Only when both succeeded may the clien
 raises `CommitFailed`, which the handler answers with 451 4.3.0 (temporary: the sender keeps the
 message and tries again).
 
-Nothing half-delivered stays visible: a blob whose transaction did not end in 250 is deleted, at once
-when its fate is known, or as soon as a store or publish still running in its thread finishes (a
-timeout does not stop a thread). The pipeline starts only from a `mail.received` event, so a blob no
+Both steps run in one of the executor's threads, one after the other (one hand-over between the event
+loop and the threads per message). Nothing half-delivered stays visible: a blob whose transaction did not
+end in 250 is deleted, at once when its fate is known, or as soon as the store or publish still running
+in its thread finishes (a timeout does not stop a thread; a store that ends after the deadline is not
+published). The pipeline starts only from a `mail.received` event, so a blob no
 event names is never delivered; if deleting it fails too (database down), it stays as an orphan no
 event or mailbox references.
 
@@ -21,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
@@ -45,14 +48,30 @@ class EventSink(Protocol):
 class CommitFailed(RuntimeError):
     """The message could not be both stored and announced; `stage` is "store" or "publish"."""
 
-    def __init__(self, stage: str, cause: BaseException | None):
+    def __init__(self, stage: str, cause: BaseException | None, keep_blob: bool = False):
         super().__init__(f"{stage} failed: {type(cause).__name__ if cause else 'unknown'}: {cause}")
         self.stage = stage
         self.cause = cause
+        self.keep_blob = keep_blob
+
+
+class _Attempt:
+    """Where one commit's thread is, and whether the event loop gave up waiting for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stage = "store"
+        self.abandoned = False
+
+    def abandon(self) -> str:
+        """Tell the thread not to publish if it has not started to; returns the stage it was at."""
+        with self.lock:
+            self.abandoned = True
+            return self.stage
 
 
 class Committer:
-    """Stores then publishes, within `timeout` seconds in all, on `executor`'s threads."""
+    """Stores then publishes, within `timeout` seconds in all, in one of `executor`'s threads."""
 
     def __init__(self, blobs: BlobWriter, events: EventSink, executor: Executor, timeout: float):
         self.blobs = blobs
@@ -69,42 +88,53 @@ class Committer:
         trace_id: str,
     ) -> None:
         """Store `data` under `message_id`, then publish `mail.received`; raises CommitFailed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-
-        stored = self._run(self.blobs.put, message_id, data, metadata)
+        attempt = _Attempt()
+        pending = self.executor.submit(
+            self._store_then_publish, attempt, message_id, data, metadata, payload, trace_id
+        )
         try:
-            created = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(stored)), max(0.0, deadline - loop.time())
-            )
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), self.timeout)
         except asyncio.CancelledError:
-            self._discard_when_done(stored, message_id)
+            attempt.abandon()
+            self._discard_when_done(pending, message_id)
             raise
+        except CommitFailed as exc:
+            if not exc.keep_blob:
+                self._discard_when_done(pending, message_id)
+            raise
+        except Exception as exc:  # the deadline passed: the thread goes on, and is not waited for
+            stage = attempt.abandon()
+            self._discard_when_done(pending, message_id)
+            raise CommitFailed(stage, exc) from exc
+
+    def _store_then_publish(
+        self,
+        attempt: _Attempt,
+        message_id: str,
+        data: bytes,
+        metadata: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        trace_id: str,
+    ) -> None:
+        try:
+            created = self.blobs.put(message_id, data, metadata)
         except Exception as exc:
-            self._discard_when_done(stored, message_id)
             raise CommitFailed("store", exc) from exc
         if not created:
             # A fresh uuid4 already stored: impossible unless something else wrote it. Not ours to
             # delete, and not ours to announce.
-            raise CommitFailed("store", FileExistsError(message_id))
-
-        published = self._run(self._publish, payload, trace_id)
+            raise CommitFailed("store", FileExistsError(message_id), keep_blob=True)
+        with attempt.lock:
+            if attempt.abandoned:  # stored after the deadline: the client got 451 already
+                return
+            attempt.stage = "publish"
         try:
-            await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(published)), max(0.0, deadline - loop.time())
-            )
-        except asyncio.CancelledError:
-            self._discard_when_done(published, message_id)
-            raise
+            self._publish(payload, trace_id)
         except Exception as exc:
-            self._discard_when_done(published, message_id)
             raise CommitFailed("publish", exc) from exc
 
     def _publish(self, payload: Mapping[str, Any], trace_id: str) -> None:
         self.events.publish("mail.received", payload, trace_id=trace_id)
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
-        return self.executor.submit(fn, *args)
 
     def _discard_when_done(self, pending: concurrent.futures.Future[Any], message_id: str) -> None:
         """Delete the blob once `pending` (a store or a publish) has finished, whatever its outcome.

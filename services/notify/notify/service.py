@@ -4,7 +4,8 @@
   the entry's list fields and the folder's unread count, for the webmail to show without a reload; for a
   Quarantine entry, also a notice mail to the recipient. The list fields come with the event (its
   `summary`, from delivery); the entry is read only when the event has none, and for a Quarantine
-  notice. The count is one counted after the entry was stored, on the `folder_unread` index
+  notice. Events come in batches (`common.bus.batch_event_handler`), and each folder of a batch is
+  counted once. The count is one counted after the entry was stored, on the `folder_unread` index
   (`common.db.indexed_count`: on the project's FerretDB build a count in SQLite instead of a read of
   every entry); notifications to the same folder that ask at the same time (within `COUNT_GATHER_SECONDS`
   of the first) share one query (`notify.counts`).
@@ -26,17 +27,19 @@ import logging
 import smtplib
 from email.message import EmailMessage
 
+from eventlet.greenpool import GreenPool
 from kombu import Connection, Producer
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 from pymongo.errors import DuplicateKeyError
 
 from common import mailstore
-from common.bus import event_handler
+from common.bus import batch_event_handler, event_handler
 from common.config import get_settings
 from common.db import BlobNotFound, get_database, indexed_count, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
+from common.logs import trace_context
 from common.topology import LIVE_EXCHANGE
 from notify import messages
 from notify.counts import CoalescedCounts
@@ -173,15 +176,37 @@ class NotifyService:
     mailer = MailerProvider()
     unread = UnreadCountsProvider()
 
-    @event_handler("mail.delivered")
-    def on_mail_delivered(self, envelope: Envelope) -> None:
+    @batch_event_handler("mail.delivered")
+    def on_mail_delivered(self, envelopes: list[Envelope]) -> list[Exception | None]:
+        """Announce a batch of new entries: one unread count per (mailbox, folder) of the batch."""
+        outcomes: list[Exception | None] = [None] * len(envelopes)
+        keys = list(dict.fromkeys((e.payload["mailbox"], e.payload["folder"]) for e in envelopes))
+        counts = dict(zip(keys, GreenPool(len(keys)).imap(self._unread, keys), strict=True))
+        for index, envelope in enumerate(envelopes):
+            try:
+                with trace_context(envelope.trace_id):
+                    self._announce(
+                        envelope, counts[(envelope.payload["mailbox"], envelope.payload["folder"])]
+                    )
+            except Exception as exc:  # noqa: BLE001 - that event's outcome: retried
+                outcomes[index] = exc
+        return outcomes
+
+    def _unread(self, key: tuple[str, str]) -> int | Exception:
+        try:
+            return self.unread.get(key)
+        except Exception as exc:  # noqa: BLE001 - the outcome of the events of that folder
+            return exc
+
+    def _announce(self, envelope: Envelope, unread: int | Exception) -> None:
         payload = envelope.payload
+        if isinstance(unread, Exception):
+            raise unread
         entry = _entry_of_summary(payload.get("summary"))
         if entry is None or payload["folder"] == mailstore.QUARANTINE:
             entry = self.db.mailbox_entries.find_one({"_id": payload["entry_id"]}, _LIST_FIELDS)
             if entry is None:
                 raise LookupError(f"mailbox entry {payload['entry_id']} not found")
-        unread = self.unread.get((payload["mailbox"], payload["folder"]))
         self.live.publish(
             payload["mailbox"],
             {

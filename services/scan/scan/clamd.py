@@ -36,24 +36,55 @@ class Verdict:
         return "infected" if self.infected else "clean"
 
 
-class _SendAll:
-    """A socket whose send() sends everything: pyclamd uses send(), which may send only part of a chunk."""
+class _Corked:
+    """pyclamd's socket, its small writes held until it reads (or CHUNK_SIZE bytes are waiting).
+
+    pyclamd writes a command, each chunk's length and the chunk, and the terminator in separate
+    `send()` calls, which may each send only part of their bytes; here they leave in one `sendall`
+    (one write for an ordinary message instead of four).
+    """
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
+        self._held: list[bytes] = []
+        self._size = 0
 
     def send(self, data: bytes) -> int:
-        self._sock.sendall(data)
+        self._held.append(bytes(data))
+        self._size += len(data)
+        if self._size >= CHUNK_SIZE:
+            self._flush()
         return len(data)
+
+    def recv(self, size: int) -> bytes:
+        self._flush()
+        return self._sock.recv(size)
+
+    def close(self) -> None:
+        try:
+            self._flush()
+        finally:
+            self._sock.close()
+
+    def _flush(self) -> None:
+        if self._held:
+            data, self._held, self._size = b"".join(self._held), [], 0
+            self._sock.sendall(data)
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
 
 
 class _Clamd(pyclamd.ClamdNetworkSocket):
+    def __init__(self, host: str, port: int, timeout: float | None = None):
+        # pyclamd's constructor opens and closes a test connection; every command opens its own anyway,
+        # and reports an unreachable clamd itself.
+        pyclamd.pyclamd._ClamdGeneric.__init__(self)
+        self.host, self.port, self.timeout = host, port, timeout
+
     def _init_socket(self) -> None:
         super()._init_socket()
-        self.clamd_socket = _SendAll(self.clamd_socket)
+        self.clamd_socket = _Corked(self.clamd_socket)
 
 
 class ClamdScanner:

@@ -5,7 +5,8 @@
   always is). Recipients are grouped by verdict and one `mail.classified` event is published per group,
   with the score, the model version and the French reasons shown as "Pourquoi ce message est-il classé
   indésirable ?". Event ids are derived from the parent event and the verdict, so a redelivery publishes
-  the same events again.
+  the same events again. Events come in batches (`common.bus.batch_event_handler`): their blobs are
+  read together and their `mail.classified` events published together.
 - `mail.feedback`: "Signaler comme indésirable" / "Ce n'est pas un indésirable" from the webmail go to the
   `FeedbackLearner`, which updates the reporter's sender lists and, within its limits, the shared model;
   every SPAM_FEEDBACK_PUBLISH_SECONDS the counted reports are folded into a new active model version.
@@ -24,11 +25,12 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from prometheus_client import Counter, Histogram
 
-from common.bus import EventPublisherProvider, event_handler
+from common.bus import EventPublisherProvider, batch_event_handler, event_handler
 from common.config import get_settings
 from common.db import get_database
 from common.dependencies import BlobStoreProvider
 from common.events import Envelope
+from common.logs import trace_context
 from spam.classifier import SpamClassifier
 from spam.feedback import FeedbackLearner
 
@@ -73,10 +75,29 @@ class SpamService:
     blobs = BlobStoreProvider()
     publisher = EventPublisherProvider()
 
-    @event_handler("mail.scanned")
-    def on_mail_scanned(self, envelope: Envelope) -> None:
+    @batch_event_handler("mail.scanned")
+    def on_mail_scanned(self, envelopes: list[Envelope]) -> list[Exception | None]:
+        """Classify a batch: blobs read together, `mail.classified` events published together."""
+        raws = self.blobs.get_many([envelope.payload["message_id"] for envelope in envelopes])
+        outcomes: list[Exception | None] = [None] * len(envelopes)
+        events: list[tuple[int, Envelope]] = []
+        for index, (envelope, raw) in enumerate(zip(envelopes, raws, strict=True)):
+            if isinstance(raw, Exception):
+                outcomes[index] = raw
+                continue
+            try:
+                with trace_context(envelope.trace_id):
+                    events.extend((index, event) for event in self._classified(envelope, raw))
+            except Exception as exc:  # noqa: BLE001 - that message's outcome: retried
+                outcomes[index] = exc
+        failures = self.publisher.publish_many([event for _, event in events])
+        for (index, _), failure in zip(events, failures, strict=True):
+            outcomes[index] = outcomes[index] or failure
+        return outcomes
+
+    def _classified(self, envelope: Envelope, raw: bytes) -> list[Envelope]:
+        """The `mail.classified` events of one message: one per verdict among its recipients."""
         payload = envelope.payload
-        raw = self.blobs.get(payload["message_id"])
         recipients = payload["recipients"]
         with CLASSIFY_SECONDS.time():
             if GTUBE in raw:
@@ -90,6 +111,7 @@ class SpamService:
             result = results[recipient]
             groups["spam" if result is None else str(result.verdict)].append(recipient)
         passthrough = {k: v for k, v in payload.items() if k not in {"recipients", "scanner"}}
+        events = []
         for verdict, members in sorted(groups.items()):
             result = results[members[0]]
             if result is None:
@@ -99,19 +121,22 @@ class SpamService:
                 reasons = [reason.label for reason in result.reasons]
             SCORES.observe(score)
             CLASSIFIED.labels(verdict).inc(len(members))
-            self.publisher.publish(
-                "mail.classified",
-                {
-                    **passthrough,
-                    "recipients": members,
-                    "verdict": verdict,
-                    "score": score,
-                    "model_version": version,
-                    "reasons": reasons,
-                },
-                parent=envelope,
-                key=verdict,
+            events.append(
+                self.publisher.envelope(
+                    "mail.classified",
+                    {
+                        **passthrough,
+                        "recipients": members,
+                        "verdict": verdict,
+                        "score": score,
+                        "model_version": version,
+                        "reasons": reasons,
+                    },
+                    parent=envelope,
+                    key=verdict,
+                )
             )
+        return events
 
     @timer(interval=get_settings().spam_feedback_publish_seconds)
     def publish_feedback(self) -> None:
