@@ -74,3 +74,31 @@ def test_entry_ids_are_stable_and_distinct_per_copy():
     assert entry_id("m", "a@x", "rcpt") == entry_id("m", "a@x", "rcpt")
     assert entry_id("m", "a@x", "rcpt") != entry_id("m", "a@x", "sent")
     assert len(entry_id("m", "a@x", "rcpt")) == 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Réunion à l'école — « Ça marche » ﬁn ½",
+        "RÉUNION PÉDAGOGIQUE, Noël, Ægir, straße, ǅ",
+        "e\u0301te\u0301 combin\u0327ing marks already apart",
+        "Ελληνικά άέή, Русский й, हिन्दी किताब, עִבְרִית, 한국어, 日本語",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math alphabet, emoji 👩‍🏫, variation selector ︎ and a\u20d7 vector arrow",
+        "plain ascii text_with_underscores and   spaces",
+        "",
+    ],
+)
+def test_fold_strips_exactly_the_combining_characters(text):
+    """fold removes, after NFKD, every character with a combining class, and only those (compared with
+    a table of every such code point)."""
+    import sys
+    import unicodedata
+
+    from common.mailstore import fold
+
+    table = {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))}
+    decomposed = unicodedata.normalize("NFKD", text.lower()).translate(table).replace("_", " ")
+    expected = " ".join(
+        "".join(c if c.isalnum() or c in "@.+-" or c == "_" else " " for c in decomposed).split()
+    )
+    assert fold(text) == expected
