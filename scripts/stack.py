@@ -325,9 +325,13 @@ FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 #: and binary fields without rescanning their base64, and in-memory document and array iterators are no
 #: longer leak-tracked (a stack trace recorded per iterator): about 40 % less CPU per document read, the
 #: replies byte for byte the same (docs/ARCHITECTURE.md, "FerretDB's read path").
+#: `update-closes-rows.patch`: an update command closes each statement's rows when that statement is done,
+#: not at the end of the command (upstream deadlocks on an update command of over 100 matching
+#: `update_one` statements: each kept a connection of the SQLite pool).
 FERRETDB_PATCHES = (
     ROOT / "tools" / "ferretdb" / "exact-pushdown.patch",
     ROOT / "tools" / "ferretdb" / "read-speedup.patch",
+    ROOT / "tools" / "ferretdb" / "update-closes-rows.patch",
 )
 
 

@@ -193,3 +193,23 @@ def test_id_lookups_use_an_index_on_ferretdb(database, key):
     database.entries.delete_one({"_id": key})
     assert database.entries.find_one({"_id": key}) is None
     assert database.entries.count_documents({}) == 50
+
+
+def test_an_update_command_of_many_matching_update_one_statements_completes(database):
+    """One update command of 300 `update_one` statements that each match a document (a bulk write, as
+    the directory's establishment import and the demo seed send). Upstream FerretDB v1 kept each matched
+    statement's rows open until the end of the command and waited forever for a connection after about
+    100 (tools/ferretdb/update-closes-rows.patch); a time-out makes a regression fail instead of hang."""
+    from pymongo import MongoClient, UpdateOne
+
+    from common.config import get_settings
+
+    database.items.insert_many([{"_id": f"e{n}", "n": n} for n in range(300)])
+    with MongoClient(get_settings().mongodb_url, socketTimeoutMS=30_000) as client:
+        items = client[database.name].items
+        result = items.bulk_write(
+            [UpdateOne({"_id": f"e{n}"}, {"$set": {"seen": True}}, upsert=True) for n in range(300)],
+            ordered=False,
+        )
+        assert result.matched_count == 300
+        assert items.count_documents({"seen": True}) == 300
