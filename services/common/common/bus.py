@@ -271,15 +271,10 @@ class EventPublisher:
         headers: Mapping[str, Any] | None = None,
     ) -> None:
         """Publish an already built envelope (also used for retries and dead letters)."""
-        if self._closed:
-            raise PublishError("publisher is closed")
         item = _Outgoing(envelope, exchange, routing_key or envelope.type, dict(headers or {}))
-        with PUBLISH_SECONDS.time():
-            outcome = self._group.submit([item])[0]
+        outcome = self._submit([item])[0]
         if outcome is not None:
-            PUBLISH_FAILURES.labels(envelope.type, outcome.reason).inc()
             raise outcome
-        EVENTS_PUBLISHED.labels(envelope.type).inc()
 
     def publish_many(self, envelopes: list[Envelope]) -> list[PublishError | None]:
         """Publish several envelopes in one group; one outcome per envelope (None: confirmed).
@@ -287,16 +282,21 @@ class EventPublisher:
         For a handler that produces many events at once: they are written together and their confirms
         awaited together, instead of one group per event in turn.
         """
+        return self._submit(
+            [_Outgoing(envelope, EVENTS_EXCHANGE, envelope.type, {}) for envelope in envelopes]
+        )
+
+    def _submit(self, items: list[_Outgoing]) -> list[PublishError | None]:
+        """Hand `items` to the next group publish; counts each outcome in the metrics."""
         if self._closed:
             raise PublishError("publisher is closed")
-        items = [_Outgoing(envelope, EVENTS_EXCHANGE, envelope.type, {}) for envelope in envelopes]
         with PUBLISH_SECONDS.time():
             outcomes = self._group.submit(items)
-        for envelope, outcome in zip(envelopes, outcomes, strict=True):
+        for item, outcome in zip(items, outcomes, strict=True):
             if outcome is None:
-                EVENTS_PUBLISHED.labels(envelope.type).inc()
+                EVENTS_PUBLISHED.labels(item.envelope.type).inc()
             else:
-                PUBLISH_FAILURES.labels(envelope.type, outcome.reason).inc()
+                PUBLISH_FAILURES.labels(item.envelope.type, outcome.reason).inc()
         return outcomes
 
     def _publish_group(self, items: list[_Outgoing]) -> list[Exception | None]:
@@ -375,16 +375,9 @@ class _BoundPublisher:
         that have a natural unique key of their own."""
         if parent is None:
             event_id = uuid.uuid5(_DERIVED_NAMESPACE, f"{event_type}/{key}").hex if key else None
-            return Envelope.new(
-                event_type, payload, self._publisher.source, trace_id=trace_id or None, event_id=event_id
-            )
-        return Envelope.new(
-            event_type,
-            payload,
-            self._publisher.source,
-            trace_id=parent.trace_id,
-            event_id=derived_event_id(parent, event_type, key),
-        )
+        else:
+            trace_id, event_id = parent.trace_id, derived_event_id(parent, event_type, key)
+        return Envelope.new(event_type, payload, self._publisher.source, trace_id=trace_id, event_id=event_id)
 
     def publish(
         self,
@@ -402,6 +395,13 @@ class _BoundPublisher:
     def publish_many(self, envelopes: list[Envelope]) -> list[PublishError | None]:
         """Publish envelopes built with `envelope()` together; one outcome per envelope."""
         return self._publisher.publish_many(envelopes) if envelopes else []
+
+    def publish_batch(self, events: list[tuple[int, Envelope]], outcomes: list[Exception | None]) -> None:
+        """Publish a batch handler's events, each paired with the index of the event it came from,
+        together; a refused one becomes that event's outcome unless the event had already failed."""
+        failures = self.publish_many([event for _, event in events])
+        for (index, _), failure in zip(events, failures, strict=True):
+            outcomes[index] = outcomes[index] or failure
 
 
 class EventQueueConsumer(QueueConsumer):
@@ -668,6 +668,23 @@ class BatchEventConsumer(EventConsumer):
             if self._queued:
                 self._schedule()
         return result, exc_info
+
+
+def each_event(envelopes, values, outcomes: list[Exception | None], work) -> list[tuple[int, Any]]:
+    """For a batch handler: `work(envelope, value)` for each event whose value (e.g. its blob, from
+    `BlobStore.get_many`) is not an exception, under the event's trace id. An exception value, or one
+    `work` raises, becomes that event's outcome; returns (index, result) for the others."""
+    done = []
+    for index, (envelope, value) in enumerate(zip(envelopes, values, strict=True)):
+        if isinstance(value, Exception):
+            outcomes[index] = value
+            continue
+        try:
+            with trace_context(envelope.trace_id):
+                done.append((index, work(envelope, value)))
+        except Exception as exc:  # noqa: BLE001 - that event's outcome: retried
+            outcomes[index] = exc
+    return done
 
 
 def batch_event_handler(

@@ -32,7 +32,7 @@ from prometheus_client import Counter, Histogram
 from pymongo.errors import DuplicateKeyError
 
 from common import mailstore
-from common.bus import EventPublisherProvider, batch_event_handler
+from common.bus import EventPublisherProvider, batch_event_handler, each_event
 from common.config import get_settings
 from common.db import get_database, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
@@ -153,7 +153,6 @@ class EntryWriterProvider(DependencyProvider):
 class _Filing:
     """What delivery plans for one message of a batch before the batch's insert."""
 
-    index: int
     envelope: Envelope
     folder: str
     entries: list[dict[str, Any]]
@@ -200,43 +199,37 @@ class DeliveryService:
         usage counters), `mail.delivered` events published together. Each message keeps its outcome."""
         outcomes: list[Exception | None] = [None] * len(envelopes)
         started = time.perf_counter()
-        plans: list[_Filing] = []
         try:
             raws = self.blobs.get_many([envelope.payload["message_id"] for envelope in envelopes])
-            for index, (envelope, raw) in enumerate(zip(envelopes, raws, strict=True)):
-                if isinstance(raw, Exception):
-                    outcomes[index] = raw
-                    continue
-                try:
-                    with trace_context(envelope.trace_id):
-                        plans.append(self._plan(index, envelope, raw, *placement(envelope.payload)))
-                except Exception as exc:  # noqa: BLE001 - that message's outcome: retried
-                    outcomes[index] = exc
+            planned = each_event(
+                envelopes,
+                raws,
+                outcomes,
+                lambda envelope, raw: self._plan(envelope, raw, *placement(envelope.payload)),
+            )
             try:
-                inserted = self.entries.insert_counted([entry for plan in plans for entry in plan.entries])
+                inserted = self.entries.insert_counted([e for _, plan in planned for e in plan.entries])
             except Exception as exc:  # noqa: BLE001 - nothing of the batch is known stored: all retried
-                for plan in plans:
-                    outcomes[plan.index] = exc
+                for index, _ in planned:
+                    outcomes[index] = exc
                 return outcomes
-            self.quota.added([entry for plan in plans for entry in plan.entries if entry["_id"] in inserted])
+            self.quota.added([e for _, plan in planned for e in plan.entries if e["_id"] in inserted])
             events: list[tuple[int, Envelope]] = []
-            for plan in plans:
+            for index, plan in planned:
                 try:
                     with trace_context(plan.envelope.trace_id):
-                        events.extend((plan.index, event) for event in self._filed(plan, inserted))
+                        events.extend((index, event) for event in self._filed(plan, inserted))
                 except Exception as exc:  # noqa: BLE001 - that message's outcome: retried
-                    outcomes[plan.index] = exc
+                    outcomes[index] = exc
         finally:
             share = (time.perf_counter() - started) / len(envelopes)
             for _ in envelopes:
                 DELIVERY_SECONDS.observe(share)
-        failures = self.publisher.publish_many([event for _, event in events])
-        for (index, _), failure in zip(events, failures, strict=True):
-            outcomes[index] = outcomes[index] or failure
+        self.publisher.publish_batch(events, outcomes)
         return outcomes
 
     def _plan(
-        self, index: int, envelope: Envelope, raw: bytes, folder: str, extra: dict[str, Any], relay: bool
+        self, envelope: Envelope, raw: bytes, folder: str, extra: dict[str, Any], relay: bool
     ) -> _Filing:
         """The entries of one message (its local recipients within quota, and the author's Sent copy)."""
         settings = get_settings()
@@ -277,7 +270,7 @@ class DeliveryService:
                     "flags": {"seen": True, "flagged": False, "answered": False},
                 }
             )
-        return _Filing(index, envelope, folder, entries, external, relay)
+        return _Filing(envelope, folder, entries, external, relay)
 
     def _filed(self, plan: _Filing, inserted: set[str]) -> list[Envelope]:
         """After the insert: the outbound queue, metrics and log of one message, and its events."""

@@ -34,12 +34,11 @@ from prometheus_client import Counter
 from pymongo.errors import DuplicateKeyError
 
 from common import mailstore
-from common.bus import batch_event_handler, event_handler
+from common.bus import batch_event_handler, each_event, event_handler
 from common.config import get_settings
 from common.db import BlobNotFound, get_database, indexed_count, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
-from common.logs import trace_context
 from common.topology import LIVE_EXCHANGE
 from notify import messages
 from notify.counts import CoalescedCounts
@@ -182,14 +181,8 @@ class NotifyService:
         outcomes: list[Exception | None] = [None] * len(envelopes)
         keys = list(dict.fromkeys((e.payload["mailbox"], e.payload["folder"]) for e in envelopes))
         counts = dict(zip(keys, GreenPool(len(keys)).imap(self._unread, keys), strict=True))
-        for index, envelope in enumerate(envelopes):
-            try:
-                with trace_context(envelope.trace_id):
-                    self._announce(
-                        envelope, counts[(envelope.payload["mailbox"], envelope.payload["folder"])]
-                    )
-            except Exception as exc:  # noqa: BLE001 - that event's outcome: retried
-                outcomes[index] = exc
+        unread = [counts[(e.payload["mailbox"], e.payload["folder"])] for e in envelopes]
+        each_event(envelopes, unread, outcomes, self._announce)
         return outcomes
 
     def _unread(self, key: tuple[str, str]) -> int | Exception:
@@ -198,10 +191,8 @@ class NotifyService:
         except Exception as exc:  # noqa: BLE001 - the outcome of the events of that folder
             return exc
 
-    def _announce(self, envelope: Envelope, unread: int | Exception) -> None:
+    def _announce(self, envelope: Envelope, unread: int) -> None:
         payload = envelope.payload
-        if isinstance(unread, Exception):
-            raise unread
         entry = _entry_of_summary(payload.get("summary"))
         if entry is None or payload["folder"] == mailstore.QUARANTINE:
             entry = self.db.mailbox_entries.find_one({"_id": payload["entry_id"]}, _LIST_FIELDS)

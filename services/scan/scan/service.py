@@ -122,15 +122,13 @@ class ScanService:
         recorded = self.verdicts.record_many(
             [(envelopes[i].payload["message_id"], verdicts[i]) for i in scanned]
         )
-        ready, events = [], []
+        events = []
         for i, failure in zip(scanned, recorded, strict=True):
             if failure is not None:
                 outcomes[i] = failure
-                continue
-            ready.append(i)
-            events.append(self._event(envelopes[i], verdicts[i]))
-        for i, failure in zip(ready, self.publisher.publish_many(events), strict=True):
-            outcomes[i] = failure
+            else:
+                events.append((i, self._event(envelopes[i], verdicts[i])))
+        self.publisher.publish_batch(events, outcomes)
         return outcomes
 
     def _scan(self, raw: bytes | Exception) -> Verdict | Exception:

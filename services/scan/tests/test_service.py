@@ -5,7 +5,7 @@ from unittest import mock
 from eventlet.greenpool import GreenPool
 from nameko.testing.services import worker_factory
 
-from common.bus import PublishError
+from common.bus import PublishError, _BoundPublisher, derived_event_id
 from common.db import BlobNotFound
 from common.events import Envelope
 from scan.clamd import Verdict
@@ -39,13 +39,18 @@ def make_service(*verdicts, blobs=None, published=None):
     store.get_many.side_effect = lambda ids: blobs if blobs is not None else [b"raw"] * len(ids)
     service = worker_factory(ScanService, clamd=clamd, blobs=store)
     service.verdicts.record_many.side_effect = lambda pairs: [None] * len(pairs)
-    service.publisher.envelope.side_effect = lambda kind, payload, parent: (kind, payload, parent)
-    service.publisher.publish_many.side_effect = lambda events: published or [None] * len(events)
+    # The real publishing helpers, on a broker replaced by a mock that answers `published`.
+    broker = mock.Mock(source="scan")
+    broker.publish_many.side_effect = lambda events: published or [None] * len(events)
+    service.publisher = _BoundPublisher(broker)
     return service
 
 
 def published(service) -> list[tuple]:
-    return [e for call in service.publisher.publish_many.call_args_list for e in call.args[0]]
+    """(type, payload, parent) of every event published: EVENT when its id derives from EVENT's."""
+    events = [e for call in service.publisher._publisher.publish_many.call_args_list for e in call.args[0]]
+    parents = {derived_event_id(EVENT, t): EVENT for t in ("mail.scanned", "mail.infected")}
+    return [(e.type, e.payload, parents.get(e.event_id)) for e in events]
 
 
 def test_clean_mail_goes_to_the_spam_stage():

@@ -25,12 +25,11 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from prometheus_client import Counter, Histogram
 
-from common.bus import EventPublisherProvider, batch_event_handler, event_handler
+from common.bus import EventPublisherProvider, batch_event_handler, each_event, event_handler
 from common.config import get_settings
 from common.db import get_database
 from common.dependencies import BlobStoreProvider
 from common.events import Envelope
-from common.logs import trace_context
 from spam.classifier import SpamClassifier
 from spam.feedback import FeedbackLearner
 
@@ -80,19 +79,8 @@ class SpamService:
         """Classify a batch: blobs read together, `mail.classified` events published together."""
         raws = self.blobs.get_many([envelope.payload["message_id"] for envelope in envelopes])
         outcomes: list[Exception | None] = [None] * len(envelopes)
-        events: list[tuple[int, Envelope]] = []
-        for index, (envelope, raw) in enumerate(zip(envelopes, raws, strict=True)):
-            if isinstance(raw, Exception):
-                outcomes[index] = raw
-                continue
-            try:
-                with trace_context(envelope.trace_id):
-                    events.extend((index, event) for event in self._classified(envelope, raw))
-            except Exception as exc:  # noqa: BLE001 - that message's outcome: retried
-                outcomes[index] = exc
-        failures = self.publisher.publish_many([event for _, event in events])
-        for (index, _), failure in zip(events, failures, strict=True):
-            outcomes[index] = outcomes[index] or failure
+        classified = each_event(envelopes, raws, outcomes, self._classified)
+        self.publisher.publish_batch([(i, event) for i, events in classified for event in events], outcomes)
         return outcomes
 
     def _classified(self, envelope: Envelope, raw: bytes) -> list[Envelope]:
