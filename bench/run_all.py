@@ -20,6 +20,7 @@ BENCHMARKS = [
     ("end to end, SMTP to mailbox, against Postfix", ["bench/bench_pipeline.py"]),
     ("scan stage vs raw clamd", ["bench/bench_scan.py", "--messages", "1000"]),
     ("database: find_one by _id", ["bench/bench_id_lookup.py"]),
+    ("database: FerretDB CPU per message of the pipeline's commands", ["bench/bench_ferretdb_mix.py"]),
     ("directory", ["bench/bench_directory.py"]),
     ("spam filters", ["bench/bench_spam.py"]),
     ("peak: scan backlog with autoscaled workers", ["bench/bench_peak.py"]),

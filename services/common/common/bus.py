@@ -98,7 +98,7 @@ def derived_event_id(parent: Envelope, event_type: str, key: str = "") -> str:
 
 
 @contextlib.contextmanager
-def _corked(connection):
+def corked(connection):
     """Hold a py-amqp connection's small writes in the kernel until the block ends (Linux TCP_CORK): the
     frames of many publishes, or many acks, leave as one segment instead of one each, which saves the
     sender and the broker a wake-up per frame."""
@@ -196,7 +196,7 @@ class _Lane:
         self.returned.clear()
         self.nacked.clear()
         first = self.sent + 1
-        with _corked(self.connection.connection):
+        with corked(self.connection.connection):
             self._write(items)
         deadline = time.monotonic() + timeout
         while self.unsettled:
@@ -655,7 +655,7 @@ class BatchEventConsumer(EventConsumer):
                 error = RuntimeError(f"handler returned {len(result)} outcomes for {len(batch)} events")
                 exc_info = (RuntimeError, error, None)
             # The batch's acks leave the consumer's connection together.
-            with _corked(getattr(getattr(batch[0][0], "channel", None), "connection", None)):
+            with corked(getattr(getattr(batch[0][0], "channel", None), "connection", None)):
                 for index, (message, envelope) in enumerate(batch):
                     if exc_info is not None:
                         failure = exc_info

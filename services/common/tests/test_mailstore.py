@@ -102,3 +102,55 @@ def test_fold_strips_exactly_the_combining_characters(text):
         "".join(c if c.isalnum() or c in "@.+-" or c == "_" else " " for c in decomposed).split()
     )
     assert fold(text) == expected
+
+
+def test_fold_is_its_definition_for_every_character():
+    """`fold` folds character by character, with `_fold_text` (the definition) for what is not safe that
+    way: both agree on every code point within a text."""
+    import sys
+
+    from common.mailstore import _fold_text, fold
+
+    for cp in range(sys.maxunicode + 1):
+        text = f"Éa{chr(cp)}B_"
+        assert fold(text) == _fold_text(text), hex(cp)
+
+
+@pytest.mark.parametrize("length", [0, 10, 199, 200, 201, 1999, 2000, 2250, 2251, 4000])
+def test_search_text_and_snippet_read_only_what_they_keep(length):
+    """`_fold_head` and `_snippet` read less of a text, and give what reading all of it gives."""
+    import random
+    import re
+
+    from common.mailstore import SNIPPET_LENGTH, _fold_head, _snippet, fold
+
+    rng = random.Random(length)
+    alphabet = [*" \t\r\n\u00a0\u3000.,;_-'’«»aàeÉœΣσ", "\u0301", "ﬁ", "½"]
+    for _ in range(50):
+        weights = [rng.random() for _ in alphabet]
+        text = "".join(rng.choices(alphabet, weights, k=rng.randint(0, 2 * length)))
+        assert _fold_head(text, length) == fold(text)[:length]
+        assert _snippet(text) == re.sub(r"\s+", " ", text).strip()[:SNIPPET_LENGTH]
+
+
+def test_headers_read_verbatim_are_what_the_header_registry_makes_of_them():
+    import email.policy
+
+    from common.mailstore import _VERBATIM
+
+    values = {
+        "Subject": ["Message 12", "  RE: [liste] Conseil\tde classe  ", "a =? b", "=?utf-8?q?x?=", "é", ""],
+        "Message-ID": [
+            "<bench-1-ab12@exemple.org>",
+            "<a.b@c>",
+            "<a..b@c>",
+            "<a@b> x",
+            " <a@b>",
+            "<a@[1.2.3.4]>",
+        ],
+    }
+    for name, samples in values.items():
+        for value in samples:
+            if _VERBATIM[name.lower()].match(value):
+                assert str(email.policy.default.header_factory(name, value)).strip() == value.strip()
+    assert _VERBATIM["subject"].match("Message 12") and _VERBATIM["message-id"].match("<a.b@c>")

@@ -18,6 +18,7 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 
+import uvloop  # noqa: E402
 from kombu import Connection  # noqa: E402
 
 from common.bus import EventPublisher  # noqa: E402
@@ -85,7 +86,10 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     """Entry point."""
     setup_logging("ingest")
-    asyncio.run(serve(get_settings()))
+    # uvloop: libuv's event loop, a drop-in for asyncio's with cheaper socket reads and writes (the SMTP
+    # dialogue is most of ingest's CPU; BENCHMARKS.md).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(get_settings()))
 
 
 if __name__ == "__main__":

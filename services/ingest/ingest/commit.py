@@ -70,6 +70,36 @@ class _Attempt:
             return self.stage
 
 
+async def _finished(pending: concurrent.futures.Future[Any], timeout: float) -> None:
+    """Wait up to `timeout` seconds for `pending` and return or raise its outcome (TimeoutError after the
+    deadline), never cancelling it: `asyncio.wait_for(asyncio.shield(asyncio.wrap_future(...)))` in one
+    event-loop future and one timer instead of three futures, a timer and their callbacks."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def wake_from_thread(_: concurrent.futures.Future[Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:  # the loop is closed (shutdown): nobody waits any more
+            pass
+
+    timer = loop.call_later(timeout, wake)
+    pending.add_done_callback(wake_from_thread)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+    if not pending.done():
+        raise TimeoutError
+    if pending.cancelled():
+        raise asyncio.CancelledError
+    pending.result()
+
+
 class Committer:
     """Stores then publishes, within `timeout` seconds in all, in one of `executor`'s threads."""
 
@@ -93,7 +123,7 @@ class Committer:
             self._store_then_publish, attempt, message_id, data, metadata, payload, trace_id
         )
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), self.timeout)
+            await _finished(pending, self.timeout)
         except asyncio.CancelledError:
             attempt.abandon()
             self._discard_when_done(pending, message_id)

@@ -27,7 +27,14 @@ from common.logs import new_trace_id, trace_context
 from ingest import codes, metrics
 from ingest.commit import CommitFailed, Committer
 from ingest.message import ReceivedInfo, protocol_name, stored_message
-from ingest.recipients import DirectoryUnavailable, Login, RecipientDirectory, Resolution, is_local_domain
+from ingest.recipients import (
+    CachedRecipients,
+    DirectoryUnavailable,
+    Login,
+    RecipientDirectory,
+    Resolution,
+    is_local_domain,
+)
 from ingest.server import IngestEnvelope, IngestLimits, IngestSession, SessionTracker
 
 log = logging.getLogger(__name__)
@@ -180,7 +187,7 @@ class IngestHandler:
             log.warning("service login refused: authzid is not local", extra={"peer": _peer_ip(session)})
             return codes.AUTH_FAILED, None
         try:
-            resolution: Resolution = await self._directory_call(self.directory.resolve, acting_for)
+            resolution: Resolution = await self._resolve(acting_for)
         except (DirectoryUnavailable, TimeoutError) as exc:
             log.warning("directory unavailable for AUTH: %s", exc, extra={"origin": self.origin})
             metrics.AUTH_ATTEMPTS.labels("unavailable").inc()
@@ -257,7 +264,7 @@ class IngestHandler:
                 return codes.RELAY_DENIED
             return _add_mailbox(envelope, address)
         try:
-            resolution: Resolution = await self._directory_call(self.directory.resolve, address)
+            resolution: Resolution = await self._resolve(address)
         except (DirectoryUnavailable, TimeoutError) as exc:
             log.warning("directory unavailable for RCPT: %s", exc, extra={"origin": self.origin})
             return codes.DIRECTORY_UNAVAILABLE
@@ -280,10 +287,19 @@ class IngestHandler:
         if not is_local_domain(sender, self.mail_domain):
             return False
         try:
-            resolution = await self._directory_call(self.directory.resolve, sender)
+            resolution = await self._resolve(sender)
         except (DirectoryUnavailable, TimeoutError):
             return False
         return resolution.status == "local" and resolution.mailbox == account
+
+    async def _resolve(self, address: str) -> Resolution:
+        """The directory's answer for `address`. A fresh answer `CachedRecipients` remembers is taken on
+        the event loop: a thread round trip per RCPT cost more than the lookup itself."""
+        if isinstance(self.directory, CachedRecipients):
+            cached = self.directory.cached(address)
+            if cached is not None:
+                return cached
+        return await self._directory_call(self.directory.resolve, address)
 
     async def _directory_call(self, fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -43,6 +43,20 @@ _MESSAGE_ID = re.compile(rb"^message-id:", re.IGNORECASE)
 _BARE_OR_NUL = re.compile(rb"[\r\n\x00]")
 
 
+def _plain_lines(block: bytes) -> bool:
+    """True when `block` (lines ending with CRLF) has no dot-stuffed line, no CR or LF outside a CRLF
+    pair, no NUL and no line over MAX_LINE_OCTETS: nothing in it for `DataCollector` to look at."""
+    pairs = block.count(b"\r\n")
+    return (
+        not block.startswith(b".")
+        and b"\r\n." not in block
+        and b"\x00" not in block
+        and block.count(b"\r") == pairs
+        and block.count(b"\n") == pairs
+        and (len(block) <= MAX_LINE_OCTETS + 2 or max(map(len, block.split(b"\r\n"))) <= MAX_LINE_OCTETS)
+    )
+
+
 class DataCollector:
     """Accumulates and checks the lines of one DATA transfer (see the module docstring)."""
 
@@ -59,7 +73,34 @@ class DataCollector:
 
     def feed_line(self, line: bytes) -> None:
         """One complete line as received, ending with CRLF (the end-of-data "." line excluded)."""
-        text = line[:-2] if line.endswith(b"\r\n") else line
+        self._feed_text(line[:-2] if line.endswith(b"\r\n") else line)
+
+    def feed_lines(self, block: bytes) -> None:
+        """Complete lines as received, each ending with CRLF: the same as `feed_line` on each in turn.
+
+        Ordinary body text (past the header section, no problem found so far, no dot-stuffed line, no
+        CR or LF outside a CRLF pair, no NUL, no over-long line) is checked and kept in one step.
+        """
+        start = 0
+        while self._in_headers and start < len(block):
+            end = block.index(b"\r\n", start) + 2
+            self._feed_text(block[start : end - 2])
+            start = end
+        body = block[start:] if start else block
+        if not body:
+            return
+        if self.problem is None and _plain_lines(body):
+            self.size += len(body)
+            if self.size > self.max_bytes:
+                self._refuse(codes.MESSAGE_TOO_BIG)
+            else:
+                self._chunks.append(body)
+            return
+        for text in body[:-2].split(b"\r\n"):
+            self._feed_text(text)
+
+    def _feed_text(self, text: bytes) -> None:
+        """One line without its CRLF."""
         if _BARE_OR_NUL.search(text):
             self._refuse(codes.BARE_LINE_ENDING if (b"\r" in text or b"\n" in text) else codes.NUL_IN_MESSAGE)
         if text.startswith(b"."):

@@ -187,7 +187,9 @@ class CachedRecipients:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[float, Resolution]] = OrderedDict()
 
-    def resolve(self, address: str) -> Resolution:
+    def cached(self, address: str) -> Resolution | None:
+        """The remembered answer for `address` if it is still fresh, else None; never blocks on the
+        directory, so the SMTP handler calls it on the event loop before handing `resolve` to a thread."""
         key = address.lower()
         now = self._clock()
         with self._lock:
@@ -197,6 +199,14 @@ class CachedRecipients:
                     self._cache.move_to_end(key)
                     return cached[1]
                 del self._cache[key]
+        return None
+
+    def resolve(self, address: str) -> Resolution:
+        cached = self.cached(address)
+        if cached is not None:
+            return cached
+        key = address.lower()
+        now = self._clock()
         resolution = self._directory.resolve(address)
         if resolution.status == "local":
             with self._lock:

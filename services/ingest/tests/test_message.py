@@ -159,3 +159,32 @@ def test_stored_message_is_received_then_trace_then_the_original():
     assert stored.startswith(b"Received: from ")
     assert trace_header("f" * 32) == b"X-Trace-Id: " + b"f" * 32 + b"\r\n"
     assert stored.endswith(b"X-Trace-Id: " + b"f" * 32 + b"\r\nSubject: x\r\n\r\nbody\r\n")
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"Subject: hi\r\nMessage-ID:\r\n <id@x>\r\n\r\nbody\r\nmore body\r\n",
+        b"Subject: hi\r\n\r\n" + b"plain line of text\r\n" * 300,
+        b"Subject: hi\r\n\r\nbody\r\n..dot\r\n.\r\n",
+        b"Subject: hi\r\n\r\nbody\nbare\r\n",
+        b"Subject: hi\r\n\r\nbody\rbare\r\n",
+        b"Subject: hi\r\n\r\nnul\x00\r\n",
+        b"Subject: hi\r\n\r\n" + b"a" * 998 + b"\r\n." + b"b" * 998 + b"\r\n",
+        b"Subject: hi\r\n\r\n" + b"a" * 999 + b"\r\n",
+        b"X: " + b"h" * 900 + b"\r\n" + b"Y: " + b"h" * 900 + b"\r\n\r\nbody\r\n",
+        b"Subject: hi\r\n\r\n" + b"big body line\r\n" * 100,
+    ],
+)
+def test_feed_lines_is_feed_line_on_each_line(block):
+    one_by_one = collect(
+        *[line + b"\r\n" for line in block[:-2].split(b"\r\n")], max_bytes=5000, max_header_bytes=1500
+    )
+    together = DataCollector(5000, 1500)
+    together.feed_lines(block)
+    assert together.problem == one_by_one.problem
+    assert together.size == one_by_one.size
+    assert together.header_bytes == one_by_one.header_bytes
+    assert together.message_id_header == one_by_one.message_id_header
+    if together.problem is None:
+        assert together.content() == one_by_one.content()

@@ -153,3 +153,20 @@ def test_the_cache_keeps_failures_and_logins_uncached():
     assert cached.authenticate("camille.martin", "secret", "127.0.0.1").ok
     assert not cached.authenticate("camille.martin", "wrong", "127.0.0.1").ok
     assert cached.resolve("ext@exemple.org") == Resolution("external", "ext@exemple.org")
+
+
+def test_cached_answers_without_asking_the_directory_and_only_fresh_deliverable_ones():
+    from ingest.recipients import CachedRecipients
+
+    now = [0.0]
+    directory = StaticDirectory(DOMAIN, mailboxes={f"camille.martin@{DOMAIN}"})
+    cached = CachedRecipients(directory, ttl=10, clock=lambda: now[0])
+    assert cached.cached(f"camille.martin@{DOMAIN}") is None  # never asked yet
+    cached.resolve(f"camille.martin@{DOMAIN}")
+    cached.resolve(f"inconnu@{DOMAIN}")
+    calls = len(directory.calls)
+    assert cached.cached(f"Camille.Martin@{DOMAIN}") == Resolution("local", f"camille.martin@{DOMAIN}")
+    assert cached.cached(f"inconnu@{DOMAIN}") is None  # refusals are not remembered
+    assert len(directory.calls) == calls
+    now[0] = 10.5
+    assert cached.cached(f"camille.martin@{DOMAIN}") is None  # expired

@@ -34,7 +34,7 @@ from prometheus_client import Counter
 from pymongo.errors import DuplicateKeyError
 
 from common import mailstore
-from common.bus import batch_event_handler, each_event, event_handler
+from common.bus import batch_event_handler, corked, each_event, event_handler
 from common.config import get_settings
 from common.db import BlobNotFound, get_database, indexed_count, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
@@ -117,6 +117,10 @@ class LiveChannel:
             retry_policy={"max_retries": 3},
         )
 
+    def corked(self):
+        """A block whose notifications leave together (`common.bus.corked`): a batch's in one segment."""
+        return corked(self.connection.connection)
+
     def close(self) -> None:
         self.connection.release()
 
@@ -182,7 +186,8 @@ class NotifyService:
         keys = list(dict.fromkeys((e.payload["mailbox"], e.payload["folder"]) for e in envelopes))
         counts = dict(zip(keys, GreenPool(len(keys)).imap(self._unread, keys), strict=True))
         unread = [counts[(e.payload["mailbox"], e.payload["folder"])] for e in envelopes]
-        each_event(envelopes, unread, outcomes, self._announce)
+        with self.live.corked():
+            each_event(envelopes, unread, outcomes, self._announce)
         return outcomes
 
     def _unread(self, key: tuple[str, str]) -> int | Exception:

@@ -171,10 +171,7 @@ class SpamClassifier:
         score = analysis.score
         threshold = self.threshold
         model_verdict = Verdict.SPAM if score >= threshold else Verdict.HAM
-        explanations = {
-            verdict: analysis.reasons(spam=verdict is Verdict.SPAM, limit=REASONS_SHOWN)
-            for verdict in Verdict
-        }
+        explanations: dict[Verdict, list[Reason]] = {}  # per verdict given, computed once when first needed
         results: dict[str | None, Classification] = {}
         for recipient in recipients:
             verdict, decided_by = model_verdict, DecidedBy.MODEL
@@ -185,7 +182,11 @@ class SpamClassifier:
                 verdict, decided_by = Verdict.SPAM, DecidedBy.BLOCK_LIST
             elif listed is ListKind.ALLOW:
                 verdict, decided_by = Verdict.HAM, DecidedBy.ALLOW_LIST
-            reasons = explanations[verdict]
+            reasons = explanations.get(verdict)
+            if reasons is None:
+                reasons = explanations[verdict] = analysis.reasons(
+                    spam=verdict is Verdict.SPAM, limit=REASONS_SHOWN
+                )
             if decided_by is not DecidedBy.MODEL:
                 reasons = [_LIST_REASONS[decided_by], *reasons[: REASONS_SHOWN - 1]]
             results[recipient] = Classification(

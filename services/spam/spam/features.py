@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ def _words(text: str, limit: int) -> list[str]:
     # Word boundaries are Unicode (accents, any script); numbers become their shape so that order numbers
     # and dates do not each become a feature of their own.
     words = _WORD_RE.findall(text[: limit * 12].lower())[:limit]
+    if "".join(words).isalpha():  # every word is letters only (most text): nothing to rewrite
+        return words
     for index, word in enumerate(words):
         if not word.isalpha() and len(word) > 1:
             if word.isdigit():
@@ -122,14 +125,15 @@ def _shape(text: str) -> str:
 
 def text_tokens(parsed: ParsedMessage, params: FeatureParams) -> dict[str, float]:
     """Sublinear, L2-normalised weights of the words and word pairs of the subject and body."""
-    counts: Counter[str] = Counter()
+    # Words and pairs are counted first and named after: one token string per distinct word or pair
+    # instead of one per occurrence. The namespaces never overlap (a word holds no space), so the
+    # tokens, their counts and their order are those of counting the named tokens directly.
     body = _words(parsed.text, MAX_WORDS)
-    # `map` over C-level callables: about twice as fast as generator expressions on a 500-word body.
-    counts.update(map("w:".__add__, body))
+    counts = {"w:" + word: n for word, n in Counter(body).items()}
     if params.bigrams:
-        counts.update(map("b:{} {}".format, body, body[1:]))
-    subject = _words(parsed.subject, 50)
-    counts.update(map("s:".__add__, subject))
+        pairs = Counter(itertools.pairwise(body))
+        counts.update({f"b:{first} {second}": n for (first, second), n in pairs.items()})
+    counts.update({"s:" + word: n for word, n in Counter(_words(parsed.subject, 50)).items()})
     if not counts:
         return {}
     tokens = list(counts)
