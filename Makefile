@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROTOS := $(wildcard proto/*.proto)
 
 .PHONY: help bootstrap bootstrap-bench proto lint format test test-unit run stop status model corpus \
-	bench bench-spam bench-directory bench-scan bench-pipeline bench-ferretdb bench-peak bench-webmail bench-agenda clean
+	bench bench-spam bench-directory bench-scan bench-pipeline bench-ingest bench-ferretdb bench-peak bench-webmail bench-agenda clean
 
 help:
 	@echo "make run     install, start the infrastructure, every service and the demo data"
@@ -80,6 +80,10 @@ bench-scan: proto
 # Against a private Postfix (Debian's package, from bootstrap-bench) delivering the same load to Maildir.
 bench-pipeline: proto bootstrap-bench
 	$(PY) scripts/stack.py run -- $(PY) bench/bench_pipeline.py
+
+# ingest alone (directory + ingest, no stage after it): CPU per accepted message.
+bench-ingest: proto
+	$(PY) scripts/stack.py run -- $(PY) bench/bench_ingest.py
 
 # FerretDB's CPU per message under a replay of the pipeline's database commands (its own instance).
 bench-ferretdb: proto

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = [
     ("end to end, SMTP to mailbox, against Postfix", ["bench/bench_pipeline.py"]),
     ("scan stage vs raw clamd", ["bench/bench_scan.py", "--messages", "1000"]),
+    ("ingest alone: CPU per accepted message", ["bench/bench_ingest.py"]),
     ("database: find_one by _id", ["bench/bench_id_lookup.py"]),
     ("database: FerretDB CPU per message of the pipeline's commands", ["bench/bench_ferretdb_mix.py"]),
     ("directory", ["bench/bench_directory.py"]),
