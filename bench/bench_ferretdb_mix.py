@@ -1,12 +1,13 @@
 """FerretDB's CPU time per message under the mail pipeline's database workload, replayed without the pipeline.
 
     .venv/bin/python bench/bench_ferretdb_mix.py [--binary var/bin/ferretdb] [--messages 3000] [--batch 45]
-        [--ingest-batch 10] [--debug-addr 127.0.0.1:6060] [--repeat 3]
+        [--ingest-batch 10] [--repeat 3]
 
-Starts the given FerretDB binary on a free loopback port with an empty SQLite folder, creates the
-platform's indexes, and replays, batch after batch, what the stages ask of the database for each message
-(the commands of `common.db.BlobStore`, `scan.service.VerdictLog`, `common.mailstore.EntryWriter` and
-notify's unread count, with documents of the same shapes):
+Starts the given FerretDB binary on a free loopback port with an empty SQLite folder
+(bench/private_ferretdb.py), creates the platform's indexes, and replays, batch after batch, what the
+stages ask of the database for each message (the commands of `common.db.BlobStore`,
+`scan.service.VerdictLog`, `common.mailstore.EntryWriter` and notify's unread count, with documents of
+the same shapes):
 
 - ingest: the 4 KB blobs' files documents, `insert_many` of `--ingest-batch` (group commit);
 - scan: one `$in` on `_id` with the pushdown comment for the batch's blobs, its verdicts by `insert_many`;
@@ -16,11 +17,8 @@ notify's unread count, with documents of the same shapes):
 - notify: one indexed unread count per batch.
 
 Prints FerretDB's CPU time (every thread, from /proc/<pid>/task/*/schedstat) per message, overall and
-per kind of command, and its peak resident memory. With `--debug-addr`, the binary must accept it (a
-launcher built with net/http/pprof; the project's does not) and a Go CPU profile can be taken meanwhile:
-`go tool pprof -top http://<addr>/debug/pprof/profile?seconds=20`.
-The documents are the same from run to run (fixed ids, dates and bytes), so two builds get the same
-commands.
+per kind of command, and its peak resident memory. The documents are the same from run to run (fixed
+ids, dates and bytes), so two builds get the same commands.
 """
 
 from __future__ import annotations
@@ -30,10 +28,7 @@ import datetime as dt
 import hashlib
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,11 +37,13 @@ from pymongo import ASCENDING, IndexModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "services" / "common"))
+
+from private_ferretdb import private_ferretdb  # noqa: E402
 
 from common.db import PUSHDOWN, ensure_indexes  # noqa: E402
 from common.mailstore import INDEXES as ENTRY_INDEXES  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
 
 MAILBOX = "etudiant.test@academie.example"
 START = dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.UTC)
@@ -203,53 +200,24 @@ class Replay:
         return count
 
 
-def start(binary: str, data: str, port: int, debug_addr: str | None) -> subprocess.Popen:
-    args = [binary, f"--listen-addr=127.0.0.1:{port}", f"--sqlite-url=file:{data}/", "--log-level=error"]
-    if debug_addr:
-        args.append(f"--debug-addr={debug_addr}")
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=500) as client:
-                client.admin.command("ping")
-            return process
-        except pymongo.errors.PyMongoError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise SystemExit(f"{binary} did not answer on port {port}") from None
-            time.sleep(0.2)
-
-
 def run_once(args) -> tuple[float, float, dict[str, float]]:
-    with tempfile.TemporaryDirectory(prefix="bench-ferretdb-mix-") as data:
-        port = free_port()
-        process = start(args.binary, data, port, args.debug_addr)
-        try:
-            client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/", tz_aware=True)
-            db = client["webmail"]
-            ensure_indexes(db, ENTRY_INDEXES)
-            ensure_indexes(
-                db, {"scan_verdicts": [IndexModel([("scanned_at", ASCENDING)], name="scanned_at")]}
-            )
-            replay = Replay(db, process.pid, args.batch, args.ingest_batch)
-            for _ in range(args.warmup // args.batch):
-                replay.one_batch()
-            replay.cpu.clear()
-            replay.calls.clear()
-            before, messages = cpu_ns(process.pid), 0
-            while messages < args.messages:
-                messages += replay.one_batch()
-            total = (cpu_ns(process.pid) - before) / messages / 1e6
-            client.close()
-            return (
-                total,
-                peak_rss_mb(process.pid),
-                {kind: ns / messages / 1e6 for kind, ns in replay.cpu.items()},
-            )
-        finally:
-            process.terminate()
-            process.wait(10)
+    with (
+        private_ferretdb(binary=Path(args.binary)) as (url, pid),
+        pymongo.MongoClient(url, tz_aware=True) as client,
+    ):
+        db = client["webmail"]
+        ensure_indexes(db, ENTRY_INDEXES)
+        ensure_indexes(db, {"scan_verdicts": [IndexModel([("scanned_at", ASCENDING)], name="scanned_at")]})
+        replay = Replay(db, pid, args.batch, args.ingest_batch)
+        for _ in range(args.warmup // args.batch):
+            replay.one_batch()
+        replay.cpu.clear()
+        replay.calls.clear()
+        before, messages = cpu_ns(pid), 0
+        while messages < args.messages:
+            messages += replay.one_batch()
+        total = (cpu_ns(pid) - before) / messages / 1e6
+        return total, peak_rss_mb(pid), {kind: ns / messages / 1e6 for kind, ns in replay.cpu.items()}
 
 
 def main() -> None:
@@ -261,7 +229,6 @@ def main() -> None:
         "--batch", type=int, default=45, help="messages per stage batch (the pipeline's mean)"
     )
     parser.add_argument("--ingest-batch", type=int, default=10, help="blobs per ingest insert_many")
-    parser.add_argument("--debug-addr", help="passed to the binary (a launcher with net/http/pprof)")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     totals = []

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from cpu import CpuSampler  # noqa: E402
+from cpu import CpuSampler, process_times  # noqa: E402
 from private_ferretdb import private_ferretdb  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from smtp_load import run_load  # noqa: E402
@@ -34,14 +34,6 @@ from smtp_load import run_load  # noqa: E402
 import tests.platform as platform  # noqa: E402
 from common.config import get_settings, reset_settings  # noqa: E402
 from tests.vhost import private_vhost  # noqa: E402
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of process `pid`."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
 
 
 def main() -> int:
@@ -64,7 +56,7 @@ def main() -> int:
         ingest_pid = running["procs"]["ingest"].proc.pid
         for run in range(1, args.repeat + 1):
             cpu = CpuSampler({database_pid: "ferretdb"}).start()
-            before, own, started = _times(ingest_pid), os.times(), time.perf_counter()
+            before, own, started = process_times(ingest_pid), os.times(), time.perf_counter()
             with Progress(transient=True) as progress:
                 task = progress.add_task(f"run {run}", total=args.messages)
                 result = run_load(
@@ -77,7 +69,7 @@ def main() -> int:
                     progress=lambda done, total, t=task: progress.update(t, completed=done, total=total),
                 )
             wall = time.perf_counter() - started
-            after, own_after, used = _times(ingest_pid), os.times(), cpu.stop()
+            after, own_after, used = process_times(ingest_pid), os.times(), cpu.stop()
             accepted = max(1, result.accepted)
             used["load generator"] = (own_after.user - own.user) + (own_after.system - own.system)
             per_message = ", ".join(

@@ -34,6 +34,12 @@ def _component(cmdline: list[str]) -> str | None:
     return None
 
 
+def process_times(pid: int) -> tuple[float, float]:
+    """The user and system CPU seconds process `pid` has used so far (raises OSError once it is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
 def _snapshot(labels: dict[int, str]) -> dict[int, tuple[str, float]]:
     seen: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -46,11 +52,9 @@ def _snapshot(labels: dict[int, str]) -> dict[int, tuple[str, float]]:
                 continue
             if name == "ferretdb" and labels and int(entry.name) not in labels:
                 name = "ferretdb (shared)"
-            stat = (entry / "stat").read_text()
+            seen[int(entry.name)] = (name, sum(process_times(int(entry.name))))
         except OSError:
             continue
-        fields = stat.rpartition(")")[2].split()
-        seen[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICKS)
     return seen
 
 

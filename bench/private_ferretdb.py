@@ -1,7 +1,8 @@
 """A FerretDB of the benchmark's own: the project's build on a free loopback port, data in a scratch folder.
 
 `private_ferretdb()` starts `var/bin/ferretdb` (built by `scripts/stack.py`, the same binary as the shared
-instance) with an empty SQLite folder, waits until it answers `ping`, yields `(url, pid)` and stops it.
+instance; `binary=` another build) with an empty SQLite folder, waits until it answers `ping`, yields
+`(url, pid)` and stops it.
 The pipeline benchmark runs the platform on it so that the database's work (and CPU time) is the
 platform's alone, not that of other test runs sharing the machine's instance.
 """
@@ -13,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pymongo
 
@@ -27,14 +29,14 @@ class FerretUnavailable(RuntimeError):
 
 
 @contextmanager
-def private_ferretdb(timeout: float = 30.0) -> Iterator[tuple[str, int]]:
-    if not BINARY.exists():
-        raise FerretUnavailable(f"{BINARY} is missing (scripts/stack.py infra builds it)")
+def private_ferretdb(timeout: float = 30.0, binary: Path = BINARY) -> Iterator[tuple[str, int]]:
+    if not binary.exists():
+        raise FerretUnavailable(f"{binary} is missing (scripts/stack.py infra builds it)")
     with tempfile.TemporaryDirectory(prefix="bench-ferretdb-") as data:
         port = free_port()
         listen, sqlite = f"--listen-addr=127.0.0.1:{port}", f"--sqlite-url=file:{data}/"
         process = subprocess.Popen(
-            [str(BINARY), listen, sqlite, "--log-level=error"],
+            [str(binary), listen, sqlite, "--log-level=error"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
