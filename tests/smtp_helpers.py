@@ -121,9 +121,9 @@ class _Recording:
     def __init__(self, blobs):
         self._blobs = blobs
 
-    def put(self, blob_id, data, metadata=None):
-        ISSUED_IDS.add(blob_id)
-        return self._blobs.put(blob_id, data, metadata)
+    def put_many(self, blobs):
+        ISSUED_IDS.update(blob_id for blob_id, _, _ in blobs)
+        return self._blobs.put_many(blobs)
 
     def __getattr__(self, name):
         return getattr(self._blobs, name)

@@ -70,6 +70,25 @@ def test_a_blob_of_one_chunk_is_one_document(database):
     assert not store.exists("raw-5")
 
 
+def test_put_many_gives_each_blob_its_own_outcome(database):
+    store = BlobStore(database, chunk_size=64)
+    store.put("taken", b"first")
+    large = os.urandom(200)  # four chunks: stored as by put
+
+    outcomes = store.put_many(
+        [
+            ("small-1", b"one", {"n": 1}),
+            ("taken", b"second", None),
+            ("large", large, None),
+            ("small-2", b"two", None),
+        ]
+    )
+    assert outcomes == [True, False, True, True]
+    assert store.get("small-1") == b"one" and store.metadata("small-1") == {"n": 1}
+    assert store.get("taken") == b"first" and store.get("large") == large and store.get("small-2") == b"two"
+    assert database["blobs.chunks"].count_documents({}) == 4
+
+
 def test_concurrent_puts_share_inserts_and_each_caller_gets_its_own_outcome(database):
     store = BlobStore(database)
     store.put("taken", b"first")

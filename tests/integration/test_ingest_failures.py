@@ -52,14 +52,18 @@ def assert_nothing_delivered(database, events) -> None:
 
 
 class RefusingPublisher:
-    """A publisher whose broker never confirms."""
+    """A publisher whose broker refuses every event."""
+
+    source = "ingest"
 
     def __init__(self):
         self.attempts = 0
 
-    def publish(self, event_type, payload, *, trace_id=None):
-        self.attempts += 1
-        raise PublishError("broker did not confirm mail.received: nack")
+    def publish_many(self, envelopes):
+        self.attempts += len(envelopes)
+        return [PublishError("the broker refused event mail.received (basic.nack)", "nacked")] * len(
+            envelopes
+        )
 
 
 def test_a_publish_failure_answers_451_and_deletes_the_blob(database, directory, events, tls_folder):
@@ -105,8 +109,8 @@ def test_a_database_that_is_down_answers_451_and_publishes_nothing(publisher, di
 class LosingBlobStore(BlobStore):
     """Writes the blob, then loses the acknowledgement (a network failure after the write)."""
 
-    def put(self, blob_id, data, metadata=None):
-        super().put(blob_id, data, metadata)
+    def put_many(self, blobs):
+        super().put_many(blobs)
         raise pymongo.errors.AutoReconnect("connection lost after write")
 
 
@@ -195,11 +199,12 @@ class SlowPublisher:
 
     def __init__(self, publisher, delay: float):
         self.publisher = publisher
+        self.source = publisher.source
         self.delay = delay
 
-    def publish(self, event_type, payload, *, trace_id=None):
+    def publish_many(self, envelopes):
         time.sleep(self.delay)
-        return self.publisher.publish(event_type, payload, trace_id=trace_id)
+        return self.publisher.publish_many(envelopes)
 
 
 def test_a_deadline_during_the_commit_waits_for_the_reply(database, publisher, directory, events, tls_folder):

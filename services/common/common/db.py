@@ -183,6 +183,11 @@ class BlobStore:
 
     def put(self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
         """Store `data` under `blob_id`. Returns False (and stores nothing) when it is already stored."""
+        if len(data) <= self._chunk_size:  # one insert: stored whole or not at all
+            outcome = self._heads.submit([self._head(blob_id, data, metadata)])[0]
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
         head = {
             "_id": blob_id,
             "length": len(data),
@@ -191,12 +196,6 @@ class BlobStore:
             "uploadDate": utcnow(),
             "metadata": dict(metadata or {}),
         }
-        if len(data) <= self._chunk_size:
-            head["data"] = data  # one insert: stored whole or not at all
-            outcome = self._heads.submit([head])[0]
-            if isinstance(outcome, Exception):
-                raise outcome
-            return outcome
         if self.exists(blob_id):
             return False
         head["chunks"] = -(-len(data) // self._chunk_size)
@@ -213,6 +212,42 @@ class BlobStore:
         except pymongo.errors.DuplicateKeyError:
             return False
         return True
+
+    def put_many(
+        self, blobs: Sequence[tuple[str, bytes, Mapping[str, Any] | None]]
+    ) -> list[bool | Exception]:
+        """Store each (blob id, data, metadata) of `blobs`; one outcome per blob, in order: True (stored),
+        False (already stored, nothing written) or the exception its store raised. The blobs that fit in
+        one chunk share one `insert_many` (a failure of that whole command raises); a larger one is
+        stored as by `put`."""
+        outcomes: list[bool | Exception | None] = [None] * len(blobs)
+        heads: list[dict[str, Any]] = []
+        small: list[int] = []
+        for index, (blob_id, data, metadata) in enumerate(blobs):
+            if len(data) <= self._chunk_size:
+                heads.append(self._head(blob_id, data, metadata))
+                small.append(index)
+                continue
+            try:
+                outcomes[index] = self.put(blob_id, data, metadata)
+            except Exception as exc:  # noqa: BLE001 - that blob's outcome
+                outcomes[index] = exc
+        if heads:
+            for index, outcome in zip(small, self._heads.submit(heads), strict=True):
+                outcomes[index] = outcome
+        return outcomes  # type: ignore[return-value] - every slot is filled
+
+    def _head(self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The files document of a blob that fits in one chunk: its bytes inline."""
+        return {
+            "_id": blob_id,
+            "length": len(data),
+            "chunkSize": self._chunk_size,
+            "chunks": 0,
+            "uploadDate": utcnow(),
+            "metadata": dict(metadata or {}),
+            "data": data,
+        }
 
     def get(self, blob_id: str) -> bytes:
         """The bytes stored under `blob_id`; raises BlobNotFound."""

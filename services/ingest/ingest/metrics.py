@@ -36,6 +36,11 @@ ACCEPT_SECONDS = Histogram(
     ["origin"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+COMMIT_BATCH = Histogram(
+    "ingest_commit_batch_size",
+    "Messages stored and announced together by one commit batch (one insert, one group publish).",
+    buckets=(1, 2, 5, 10, 20, 50, 100),
+)
 AUTH_ATTEMPTS = Counter("ingest_auth_total", "Submission AUTH attempts, by outcome.", ["outcome"])
 
 

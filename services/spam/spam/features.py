@@ -99,16 +99,26 @@ def _words(text: str, limit: int) -> list[str]:
     return words
 
 
+#: Latin-1 code points that are capitals, and small letters (ASCII and the Latin-1 Supplement's letters:
+#: × and ÷ are not); index 256 stands for every code point above Latin-1, which is neither.
+_CAPITALS = np.zeros(257, dtype=bool)
+_CAPITALS[65:91] = _CAPITALS[0xC0:0xDF] = True
+_CAPITALS[0xD7] = False
+_SMALL = np.zeros(257, dtype=bool)
+_SMALL[97:123] = _SMALL[0xDF:0x100] = True
+_SMALL[0xF7] = False
+
+
 def _char_ratios(text: str) -> tuple[float, float]:
-    """Share of capitals among letters and share of non-ASCII characters, computed with numpy."""
+    """Share of capitals among letters and share of non-ASCII characters, from one count of the code
+    points with numpy (every one above Latin-1 counted together)."""
     codes = np.frombuffer(text.encode("utf-32-le", "replace"), dtype=np.uint32)
     if not codes.size:
         return 0.0, 0.0
-    upper = ((codes >= 65) & (codes <= 90)) | ((codes >= 0xC0) & (codes <= 0xDE) & (codes != 0xD7))
-    lower = ((codes >= 97) & (codes <= 122)) | ((codes >= 0xDF) & (codes <= 0xFF) & (codes != 0xF7))
-    letters = int(upper.sum() + lower.sum())
-    caps = float(upper.sum()) / letters if letters else 0.0
-    return caps, float((codes > 127).sum()) / codes.size
+    counts = np.bincount(np.minimum(codes, 256), minlength=257)
+    capitals = int(counts[_CAPITALS].sum())
+    letters = capitals + int(counts[_SMALL].sum())
+    return (capitals / letters if letters else 0.0), int(counts[128:].sum()) / codes.size
 
 
 def _shape(text: str) -> str:

@@ -6,7 +6,7 @@ import base64
 import os
 import time
 
-from spam.features import FeatureParams, describe, message_features, structure_tokens
+from spam.features import FeatureParams, _char_ratios, describe, message_features, structure_tokens
 from spam.parsing import COLLECTOR_HEADERS, MAX_RAW_BYTES, MAX_TEXT_CHARS, parse_message
 from spam.testing import make_message
 
@@ -122,3 +122,21 @@ def test_labels_are_french():
     assert describe("w:gratuit") == "le mot « gratuit » dans le texte"
     assert describe("url:ip_literal") == "un lien vers une adresse IP"
     assert describe("url_dom:exemple.fr") == "un lien vers exemple.fr"
+
+
+def test_character_ratios_count_latin_letters_only():
+    def reference(text: str) -> tuple[float, float]:
+        capitals = sum(1 for ch in text if "A" <= ch <= "Z" or ("\xc0" <= ch <= "\xde" and ch != "\xd7"))
+        small = sum(1 for ch in text if "a" <= ch <= "z" or ("\xdf" <= ch <= "\xff" and ch != "\xf7"))
+        letters = capitals + small
+        return (capitals / letters if letters else 0.0), sum(ord(ch) > 127 for ch in text) / len(text)
+
+    assert _char_ratios("") == (0.0, 0.0)
+    for text in (
+        "ÉCOLE ×÷ ßÿ Þ À",
+        "Ωmega 中文 😀 Straße",
+        "1234 !?",
+        "RÉUNION DU CONSEIL",
+        "\x7f\x80\xff\u0100",
+    ):
+        assert _char_ratios(text) == reference(text), text
