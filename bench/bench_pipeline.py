@@ -1,23 +1,28 @@
 """End-to-end throughput, SMTP to mailbox, against Debian's Postfix delivering to Maildir in the same run.
 
-    .venv/bin/python bench/bench_pipeline.py [--messages 1000] [--sessions 20] [--size 4096] [--no-postfix]
+    .venv/bin/python bench/bench_pipeline.py [--messages 1000] [--sessions 20] [--size 4096] [--rounds 3]
+                                             [--no-postfix]
 
 1. The platform: every service as a process on a scratch database (tests/platform.py: directory, ingest,
    scan, spam, delivery, notify), every message resolved by the directory, stored, scanned by clamd and
    classified by the spam model before its mailbox entry is written.
 2. The reference: a private Postfix (bench/postfix.py: Debian's package, its own configuration and queue
-   under STATE_DIR/bench/postfix, a free loopback port) delivering the same address to a Maildir. It
-   runs twice, before and after the platform, and the mean of the two is the reference, so that a
-   change in the machine's load during the run weighs on both sides alike.
+   under STATE_DIR/bench/postfix, a free loopback port) delivering the same address to a Maildir.
 
-Both receive the same load from the same sender (bench/smtp_load.py): `--sessions` concurrent SMTP
-sessions, each sending its share of `--messages` messages of `--size` bytes to one mailbox, timed from
-the first connection to the last delivery (for the platform, the last `mail.delivered`, which follows
-each stored entry; for Postfix, the last file in the Maildir). Prints each rate and the ratio
-platform / Postfix, and the CPU time each component of the platform used per message (bench/cpu.py).
-The platform runs in a RabbitMQ virtual host of its own and, unless `--shared-db`, on a FerretDB of its
-own (bench/private_ferretdb.py: the project's build, empty, on a free port), so that other test runs
-using the machine's database do not weigh on it (Postfix has its own queue too).
+Both are started once and then loaded in turn: Postfix, the platform, Postfix, the platform… ending with
+Postfix, `--rounds` platform loads in all. Each round's ratio is the platform's rate over the mean of
+the Postfix loads just before and after it, so that a change in the machine's speed weighs on both sides
+alike; the ratio reported is the median of the rounds' (the speed of these shared machines moves by a
+quarter within minutes, which one round alone cannot tell from a change in the code).
+
+Every load is the same (bench/smtp_load.py): `--sessions` concurrent SMTP sessions from the same sender,
+each sending its share of `--messages` messages of `--size` bytes to one mailbox, timed from the first
+connection to the last delivery (for the platform, the last `mail.delivered`, which follows each stored
+entry; for Postfix, the last file in the Maildir). Prints each rate and ratio, and the CPU time each
+component of the platform used per message in each round (bench/cpu.py). The platform runs in a
+RabbitMQ virtual host of its own and, unless `--shared-db`, on a FerretDB of its own
+(bench/private_ferretdb.py: the project's build, empty, on a free port), so that other test runs using
+the machine's database do not weigh on it (Postfix has its own queue too).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +54,10 @@ from tests.vhost import private_vhost  # noqa: E402
 
 console = Console()
 
+#: Seconds left to the platform after it started (its services' first connections and queries) before
+#: the first load.
+SETTLE_SECONDS = 3.0
+
 
 def report(name: str, result: LoadResult, size: int, sessions: int) -> None:
     console.print(
@@ -57,12 +68,15 @@ def report(name: str, result: LoadResult, size: int, sessions: int) -> None:
 
 
 def load(name: str, port: int, recipient: str, delivered, args) -> LoadResult:
+    """One load of `args.messages` messages, timed to the last of them delivered (`delivered()` counts
+    from this load's start: whatever earlier loads delivered is subtracted)."""
+    before = delivered()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(name, total=args.messages)
         result = run_load(
             port,
             recipient,
-            delivered,
+            lambda: delivered() - before,
             count=args.messages,
             sessions=args.sessions,
             size=args.size,
@@ -72,39 +86,36 @@ def load(name: str, port: int, recipient: str, delivered, args) -> LoadResult:
     return result
 
 
-def bench_postfix(recipient: str, args) -> LoadResult:
-    with PrivatePostfix(get_settings().state_path / "bench" / "postfix", [recipient]) as postfix:
-        return load("Postfix (Maildir)", postfix.port, recipient, postfix.delivered, args)
+class Platform:
+    """The platform, started once (tests/platform.py) and loaded once per round."""
 
-
-def bench_platform(args, database_pid: int | None = None) -> LoadResult:
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        running_platform(Path(tmp), [("Garcia", "Louis")], "Rentree-Scolaire-2026!") as platform,
-    ):
-        recipient = platform["people"]["Louis"]
+    def __init__(self, platform: dict, database_pid: int | None):
+        self.recipient = platform["people"]["Louis"]
+        self.port = platform["mx"]
+        self.database_pid = database_pid
         # Counted from the broker: every mailbox entry is announced by a `mail.delivered` once stored, and
         # a queue's depth costs nothing, where counting the entries would load the database being measured.
-        tap = EventTap("mail.delivered")
-        try:
+        self.tap = EventTap("mail.delivered")
 
-            def delivered() -> int:
-                return tap.queue.queue_declare(passive=True).message_count
+    def delivered(self) -> int:
+        return self.tap.queue.queue_declare(passive=True).message_count
 
-            cpu = CpuSampler({database_pid: "ferretdb"} if database_pid else None).start()
-            result = load("platform", platform["mx"], recipient, delivered, args)
-            used = cpu.stop()
-            per_message = ", ".join(
-                f"{name} {seconds * 1000 / max(1, result.accepted):.1f}"
-                for name, seconds in sorted(used.items(), key=lambda item: -item[1])
-            )
-            console.print(
-                f"CPU per message (ms), first connection to last delivery: {per_message}; "
-                f"all {sum(used.values()) * 1000 / max(1, result.accepted):.1f}"
-            )
-            return result
-        finally:
-            tap.close()
+    def sampler(self) -> CpuSampler:
+        return CpuSampler({self.database_pid: "ferretdb"} if self.database_pid else None)
+
+    def measure(self, args) -> LoadResult:
+        cpu = self.sampler().start()
+        result = load("platform", self.port, self.recipient, self.delivered, args)
+        used = cpu.stop()
+        per_message = ", ".join(
+            f"{name} {seconds * 1000 / max(1, result.accepted):.1f}"
+            for name, seconds in sorted(used.items(), key=lambda item: -item[1])
+        )
+        console.print(
+            f"CPU per message (ms), first connection to last delivery: {per_message}; "
+            f"all {sum(used.values()) * 1000 / max(1, result.accepted):.1f}"
+        )
+        return result
 
 
 def main() -> int:
@@ -112,6 +123,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="platform loads, each between two Postfix loads (default 3)"
+    )
     parser.add_argument("--no-postfix", action="store_true", help="measure the platform only")
     parser.add_argument(
         "--shared-db",
@@ -120,29 +134,60 @@ def main() -> int:
     )
     args = parser.parse_args()
     recipient = f"louis.garcia@{get_settings().mail_domain}"
-    references: list[LoadResult] = []
-    try:
-        if not args.no_postfix:
-            references.append(bench_postfix(recipient, args))
-    except PostfixUnavailable as exc:
-        console.print(f"[yellow]no Postfix reference: {exc}[/yellow]")
-    # A virtual host of its own: no other process on the machine consumes the run's events.
     with contextlib.ExitStack() as stack:
+        postfix = None
+        if not args.no_postfix:
+            try:
+                postfix = stack.enter_context(
+                    PrivatePostfix(get_settings().state_path / "bench" / "postfix", [recipient])
+                )
+            except PostfixUnavailable as exc:
+                console.print(f"[yellow]no Postfix reference: {exc}[/yellow]")
         database_pid = None
         if not args.shared_db:
             url, database_pid = stack.enter_context(private_ferretdb())
             os.environ["MONGODB_URL"] = url
-        amqp_url = stack.enter_context(private_vhost(get_settings().amqp_url, "bench-pipeline"))
-        os.environ["AMQP_URL"] = amqp_url
+        # A virtual host of its own: no other process on the machine consumes the run's events.
+        os.environ["AMQP_URL"] = stack.enter_context(private_vhost(get_settings().amqp_url, "bench-pipeline"))
         reset_settings()
-        ours = bench_platform(args, database_pid)
-    if references:
-        references.append(bench_postfix(recipient, args))
-        reference = sum(r.rate for r in references) / len(references)
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        platform = Platform(
+            stack.enter_context(running_platform(Path(tmp), [("Garcia", "Louis")], "Rentree-Scolaire-2026!")),
+            database_pid,
+        )
+        stack.callback(platform.tap.close)
+
+        def reference() -> LoadResult | None:
+            """A Postfix load, with what the idle platform's processes used meanwhile."""
+            if postfix is None:
+                return None
+            idle = platform.sampler().start()
+            result = load("Postfix (Maildir)", postfix.port, recipient, postfix.delivered, args)
+            used = sum(idle.stop().values())
+            console.print(
+                f"(the idle platform used {100 * used / result.total_seconds:.1f} % of a core meanwhile)"
+            )
+            return result
+
+        time.sleep(SETTLE_SECONDS)
+
+        references = [reference()]
+        ratios = []
+        for number in range(1, args.rounds + 1):
+            console.rule(f"round {number} of {args.rounds}")
+            ours = platform.measure(args)
+            references.append(reference())
+            if postfix is not None:
+                mean = (references[-2].rate + references[-1].rate) / 2
+                ratios.append(ours.rate / mean)
+                console.print(
+                    f"Postfix, mean of the loads before and after: {mean:,.1f} messages/s; "
+                    f"ratio platform / Postfix: {ratios[-1]:.2f} (load average {os.getloadavg()[0]:.1f})"
+                )
+    if ratios:
         console.print(
-            f"Postfix, mean of the runs before and after: {reference:,.1f} messages/s; "
-            f"[bold]ratio platform / Postfix: {ours.rate / reference:.2f}[/bold] "
-            f"(load average {os.getloadavg()[0]:.1f})"
+            f"[bold]ratio platform / Postfix, median of {len(ratios)} rounds: "
+            f"{statistics.median(ratios):.2f}[/bold] (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
         )
     return 0
 
