@@ -405,10 +405,13 @@ class _BoundPublisher:
 
 
 class EventQueueConsumer(QueueConsumer):
-    """nameko's shared queue consumer, except that an undecodable message is dead-lettered, not dropped.
+    """nameko's shared queue consumer, except that kombu does not decode the bodies: each event's raw
+    bytes go to its entrypoint, which parses them once (`Envelope.from_wire`) and dead-letters what is
+    not an envelope (`EventConsumer._parse`).
 
-    kombu's default reaction to a body it cannot decode (bad JSON, a content type we do not accept) is to
-    log it and ack it, which would lose the message without a trace.
+    kombu would otherwise parse each body's JSON too, only for the entrypoint to parse it again, and its
+    reaction to a body it cannot decode (bad JSON, a content type we do not accept) is to log it and ack
+    it, which would lose the message without a trace.
     """
 
     def get_consumers(self, consumer_cls, channel):
@@ -418,13 +421,16 @@ class EventQueueConsumer(QueueConsumer):
         for provider in self._providers:
             kombu_consumer = consumer_cls(
                 queues=[provider.queue],
-                callbacks=[functools.partial(self.handle_message, provider)],
+                on_message=functools.partial(self.handle_raw_message, provider),
                 accept=self.accept,
                 on_decode_error=provider.on_undecodable,
             )
             kombu_consumer.qos(prefetch_count=prefetch)
             self._consumers[provider] = kombu_consumer
         return self._consumers.values()
+
+    def handle_raw_message(self, provider, message):
+        self.handle_message(provider, None, message)
 
     def handle_message(self, provider, body, message):
         if isinstance(provider, BatchEventConsumer):
@@ -502,7 +508,9 @@ class EventConsumer(Consumer):
     def _parse(self, body, message) -> Envelope | None:
         """The message's envelope; None when it cannot be one (it is then dead-lettered as it came)."""
         try:
-            envelope = Envelope.from_wire(message.body if isinstance(message.body, bytes | str) else body)
+            if not isinstance(message.body, bytes | str):
+                raise InvalidEvent(f"a body of type {type(message.body).__name__}, not bytes")
+            envelope = Envelope.from_wire(message.body)
             if envelope.type != self.event_type:
                 raise InvalidEvent(f"queue {self.spec.queue_name} received a {envelope.type} event")
         except InvalidEvent as exc:

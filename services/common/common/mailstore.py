@@ -33,6 +33,7 @@ from pymongo.errors import BulkWriteError
 
 from common.db import insert_outcomes
 from common.groupcommit import GroupCommit
+from common.mailparse import message_from_bytes
 
 #: Folders every mailbox has, by their internal names (the webmail shows French labels).
 INBOX, SENT, DRAFTS, JUNK, QUARANTINE, TRASH = "INBOX", "Sent", "Drafts", "Junk", "Quarantine", "Trash"
@@ -374,7 +375,7 @@ _POLICY = email.policy.default.clone(header_factory=_RememberingHeaderFactory())
 
 def summarize(raw: bytes) -> MessageSummary:
     """Parse a raw RFC 5322 message into the fields of a mailbox entry; never raises on bad input."""
-    message = email.message_from_bytes(raw, policy=_POLICY)
+    message = message_from_bytes(raw, _POLICY)
     senders = _addresses(message, "From")
     snippet_source, attachments = "", []
     html_fallback = ""

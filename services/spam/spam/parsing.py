@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 
+from common.mailparse import message_from_bytes
+
 #: Bytes of a raw message that are parsed; the rest is ignored (attachments far down, huge bodies).
 MAX_RAW_BYTES = 256 * 1024
 #: Characters of decoded text (all text parts together) that are analysed.
@@ -238,7 +240,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         parsed.truncated = True
     if raw.startswith(b"From "):  # mbox separator line written by the collector's mail store
         _, _, raw = raw.partition(b"\n")
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    message = message_from_bytes(raw, email.policy.compat32)
     parsed.defects = len(message.defects)
     names = []
     for name in message.keys():
