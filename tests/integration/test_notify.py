@@ -148,3 +148,20 @@ def test_a_password_change_leaves_a_notice_in_the_mailbox(notify, smtp_peers, pu
     body = mx.received[0].message.get_content()
     assert "mot de passe oublié" in body
     assert "01/07/2026 à 10:00" in body  # summer time
+
+
+def test_the_live_channel_publishes_again_on_a_new_connection_when_its_own_was_lost(live):
+    from notify.service import LiveChannel
+
+    channel = LiveChannel(get_settings().amqp_url)
+    try:
+        channel.publish(MAILBOX, {"type": "new_mail", "unread": 1})
+        assert wait_until(live, what="the first notification") == {"type": "new_mail", "unread": 1}
+        channel.connection.connection.sock.close()  # the connection dies under the channel
+        channel.publish(MAILBOX, {"type": "new_mail", "unread": 2})
+        assert wait_until(live, what="the notification after the reconnection") == {
+            "type": "new_mail",
+            "unread": 2,
+        }
+    finally:
+        channel.close()
