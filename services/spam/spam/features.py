@@ -33,6 +33,25 @@ N_FEATURES = 2**20
 #: Words of the body that are tokenised (the text itself is already capped by the parser).
 MAX_WORDS = 4000
 _WORD_RE = re.compile(r"[^\W_]{2,40}|[$€£%!]")
+
+
+def _latin1_class(pattern: str) -> str:
+    """The Latin-1 characters `pattern` (one character class) matches, as a class of explicit ranges."""
+    chars = [code for code in range(256) if re.fullmatch(pattern, chr(code))]
+    ranges: list[list[int]] = []
+    for code in chars:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(
+        re.escape(chr(first)) + (f"-{re.escape(chr(last))}" if last > first else "") for first, last in ranges
+    )
+
+
+#: `_WORD_RE` for text whose characters are all Latin-1 (most mail in French): the same matches, with
+#: the word characters as explicit ranges, which `re` checks without a Unicode lookup per character.
+_LATIN1_WORD_RE = re.compile("[" + _latin1_class(r"[^\W_]") + "]{2,40}|[" + _latin1_class("[$€£%!]") + "]")
 _URL_WORD_RE = re.compile(r"[A-Za-z]{3,20}")
 _MID_RE = re.compile(r"^<?([^@>]*)@([^>]*)>?$")
 _DIGITS_RE = re.compile(r"\d")
@@ -87,7 +106,13 @@ def _is_ip(host: str) -> bool:
 def _words(text: str, limit: int) -> list[str]:
     # Word boundaries are Unicode (accents, any script); numbers become their shape so that order numbers
     # and dates do not each become a feature of their own.
-    words = _WORD_RE.findall(text[: limit * 12].lower())[:limit]
+    text = text[: limit * 12].lower()
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        words = _WORD_RE.findall(text)[:limit]
+    else:
+        words = _LATIN1_WORD_RE.findall(text)[:limit]
     if "".join(words).isalpha():  # every word is letters only (most text): nothing to rewrite
         return words
     for index, word in enumerate(words):

@@ -6,7 +6,16 @@ import base64
 import os
 import time
 
-from spam.features import FeatureParams, _char_ratios, describe, message_features, structure_tokens
+from spam.features import (
+    _LATIN1_WORD_RE,
+    _WORD_RE,
+    FeatureParams,
+    _char_ratios,
+    _words,
+    describe,
+    message_features,
+    structure_tokens,
+)
 from spam.parsing import COLLECTOR_HEADERS, MAX_RAW_BYTES, MAX_TEXT_CHARS, parse_message
 from spam.testing import make_message
 
@@ -140,3 +149,11 @@ def test_character_ratios_count_latin_letters_only():
         "\x7f\x80\xff\u0100",
     ):
         assert _char_ratios(text) == reference(text), text
+
+
+def test_latin1_text_is_cut_into_the_same_words():
+    latin1 = "".join(chr(code) for code in range(256))
+    for text in (latin1, latin1 * 3, " ".join(latin1), "aé_b2 ×÷ ªº µ¹ 1½ $5 £3 %! ü" * 10):
+        assert _LATIN1_WORD_RE.findall(text) == _WORD_RE.findall(text)
+    # Beyond Latin-1 (€ included), the Unicode pattern is used.
+    assert _words("Prix : 30 € TTC, ΑΘΗΝΑ", 50) == ["prix", "<2d>", "€", "ttc", "αθηνα"]
