@@ -188,16 +188,9 @@ class BlobStore:
             if isinstance(outcome, Exception):
                 raise outcome
             return outcome
-        head = {
-            "_id": blob_id,
-            "length": len(data),
-            "chunkSize": self._chunk_size,
-            "chunks": 0,
-            "uploadDate": utcnow(),
-            "metadata": dict(metadata or {}),
-        }
         if self.exists(blob_id):
             return False
+        head = self._head(blob_id, data, metadata, inline=False)
         head["chunks"] = -(-len(data) // self._chunk_size)
         for n in range(head["chunks"]):
             piece = data[n * self._chunk_size : (n + 1) * self._chunk_size]
@@ -237,17 +230,22 @@ class BlobStore:
                 outcomes[index] = outcome
         return outcomes  # type: ignore[return-value] - every slot is filled
 
-    def _head(self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The files document of a blob that fits in one chunk: its bytes inline."""
-        return {
+    def _head(
+        self, blob_id: str, data: bytes, metadata: Mapping[str, Any] | None, inline: bool = True
+    ) -> dict[str, Any]:
+        """The files document of a blob: with its bytes inline (`inline`, a blob that fits in one
+        chunk), or without (its chunks are counted in by `put`)."""
+        head = {
             "_id": blob_id,
             "length": len(data),
             "chunkSize": self._chunk_size,
             "chunks": 0,
             "uploadDate": utcnow(),
             "metadata": dict(metadata or {}),
-            "data": data,
         }
+        if inline:
+            head["data"] = data
+        return head
 
     def get(self, blob_id: str) -> bytes:
         """The bytes stored under `blob_id`; raises BlobNotFound."""
