@@ -4,8 +4,9 @@
                                              [--no-postfix]
 
 1. The platform: every service as a process on a scratch database (tests/platform.py: directory, ingest,
-   scan, spam, delivery, notify), every message resolved by the directory, stored, scanned by clamd and
-   classified by the spam model before its mailbox entry is written.
+   scan, spam, delivery, notify), every message resolved by the directory, stored, scanned by clamd (over
+   its local socket when it answers there, as `make run` configures scan) and classified by the spam
+   model before its mailbox entry is written.
 2. The reference: a private Postfix (bench/postfix.py: Debian's package, its own configuration and queue
    under STATE_DIR/bench/postfix, a free loopback port) delivering the same address to a Maildir.
 
@@ -48,6 +49,7 @@ from rich.progress import Progress  # noqa: E402
 from smtp_load import LoadResult, run_load  # noqa: E402
 
 from common.config import get_settings, reset_settings  # noqa: E402
+from scan.clamd import ClamdScanner  # noqa: E402
 from tests.pipeline import EventTap  # noqa: E402
 from tests.platform import running_platform  # noqa: E402
 from tests.vhost import private_vhost  # noqa: E402
@@ -84,6 +86,16 @@ def load(name: str, port: int, recipient: str, delivered, args) -> LoadResult:
         )
     report(name, result, args.size, args.sessions)
     return result
+
+
+def clamd_settings() -> dict[str, str]:
+    """CLAMD_SOCKET as `make run` sets it for scan (scripts/stack.py): the local socket of this machine's
+    clamd, when it answers there."""
+    settings = get_settings()
+    local = settings.local_clamd_socket
+    if settings.clamd_socket or not local.exists():
+        return {}
+    return {"CLAMD_SOCKET": str(local)} if ClamdScanner("", 0, 2, socket_path=str(local)).ping() else {}
 
 
 class Platform:
@@ -152,7 +164,11 @@ def main() -> int:
         reset_settings()
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         platform = Platform(
-            stack.enter_context(running_platform(Path(tmp), [("Garcia", "Louis")], "Rentree-Scolaire-2026!")),
+            stack.enter_context(
+                running_platform(
+                    Path(tmp), [("Garcia", "Louis")], "Rentree-Scolaire-2026!", **clamd_settings()
+                )
+            ),
             database_pid,
         )
         stack.callback(platform.tap.close)

@@ -52,7 +52,7 @@ def make_messages(count: int, size: int = 4096) -> list[bytes]:
 
 def bench_raw(messages: list[bytes], workers: int) -> float:
     settings = get_settings()
-    scanner = ClamdScanner(settings.clamd_host, settings.clamd_port, settings.clamd_timeout)
+    scanner = ClamdScanner.from_settings(settings)
     scanner.engine()
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:

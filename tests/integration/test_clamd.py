@@ -103,3 +103,20 @@ def test_the_scanner_finds_eicar_at_the_end_of_a_message_larger_than_a_chunk():
     verdict = scanner.scan(body + EICAR + b"\r\n")
     assert verdict.infected
     assert "EICAR" in verdict.signature
+
+
+def test_the_scanner_talks_to_clamd_over_its_local_socket_too(tmp_path):
+    from scan.clamd import ClamdScanner
+    from scan.exceptions import ScannerUnavailable
+
+    settings = get_settings()
+    if not settings.local_clamd_socket.exists():
+        pytest.skip("clamd here is not the one scripts/stack.py starts (no local socket)")
+    local = ClamdScanner("", 0, 30, socket_path=str(settings.local_clamd_socket))
+    assert local.address == str(settings.local_clamd_socket)
+    assert local.ping()
+    assert local.scan(ORDINARY_MESSAGE).infected is False
+    verdict = local.scan(EICAR)
+    assert verdict.infected and "EICAR" in verdict.signature
+    with pytest.raises(ScannerUnavailable, match=r"no-clamd\.sock"):
+        ClamdScanner("", 0, 2, socket_path=str(tmp_path / "no-clamd.sock")).scan(ORDINARY_MESSAGE)

@@ -65,6 +65,29 @@ def test_clean_mail_is_scanned_and_passed_to_the_spam_stage(stages, database, pu
     assert database.scan_verdicts.find_one({"_id": message_id})["verdict"] == "clean"
 
 
+def test_scan_talks_to_clamd_over_its_local_socket(database, publisher, scanned_tap, tmp_path):
+    """CLAMD_SOCKET, as `make run` sets it for its own clamd: the same verdicts over the local socket."""
+    from common.config import get_settings
+
+    local = get_settings().local_clamd_socket
+    if not local.exists():
+        pytest.skip("clamd here is not the one scripts/stack.py starts (no local socket)")
+    purge_pipeline_queues()
+    # A TCP port nothing listens on: only the local socket can give verdicts.
+    with running_stages(
+        ["scan"], database.name, tmp_path, EVENT_RETRY_DELAYS="1", CLAMD_SOCKET=str(local), CLAMD_PORT="9"
+    ):
+        clean = store_raw(database, message("Compte rendu"))
+        infected = store_raw(database, message("Facture", EICAR + b"\r\n"))
+        for message_id in (clean, infected):
+            publisher.publish("mail.received", received(message_id, ["louis.garcia@ac-montpellier.fr"]))
+        event = wait_until(scanned_tap.get, what="mail.scanned")
+        assert event["payload"]["message_id"] == clean
+        verdict = wait_until(lambda: database.scan_verdicts.find_one({"_id": infected}), what="a verdict")
+        assert verdict["verdict"] == "infected"
+        assert database.scan_verdicts.find_one({"_id": clean})["verdict"] == "clean"
+
+
 @pytest.mark.parametrize("payload", ["eicar", "clam.exe"])
 def test_infected_mail_lands_in_quarantine_and_never_in_the_inbox(
     stages, database, publisher, scanned_tap, payload

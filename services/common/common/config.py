@@ -70,6 +70,12 @@ class Settings:
     database_name: str = _setting("DATABASE_NAME", "webmail", "Database holding every collection.")
     clamd_host: str = _setting("CLAMD_HOST", "127.0.0.1", "clamd TCP host.")
     clamd_port: int = _setting("CLAMD_PORT", "3310", "clamd TCP port.", int)
+    clamd_socket: str = _setting(
+        "CLAMD_SOCKET",
+        "",
+        "clamd's local (Unix) socket, used instead of CLAMD_HOST/CLAMD_PORT when set (clamd on the same "
+        "host or in the same pod). `make run` sets it to its own clamd's.",
+    )
     clamd_timeout: float = _setting("CLAMD_TIMEOUT", "30", "Seconds to wait for one clamd answer.", float)
 
     # --- event bus ------------------------------------------------------------------------------------
@@ -345,6 +351,12 @@ class Settings:
     def state_path(self) -> Path:
         """`state_dir` as a Path."""
         return Path(self.state_dir)
+
+    @property
+    def local_clamd_socket(self) -> Path:
+        """The local socket of the clamd `make run` starts (scripts/stack.py), which it gives scan as
+        CLAMD_SOCKET."""
+        return self.state_path / "run" / "clamd.sock"
 
 
 _cached: Settings | None = None

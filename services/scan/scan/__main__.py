@@ -8,7 +8,7 @@ from scan.service import ClamdScanner, ScanService
 
 def main() -> None:
     settings = get_settings()
-    scanner = ClamdScanner(settings.clamd_host, settings.clamd_port, settings.clamd_timeout)
+    scanner = ClamdScanner.from_settings(settings)
     run_service(ScanService, "scan", settings.scan_metrics_port, checks={"clamd": scanner.ping})
 
 

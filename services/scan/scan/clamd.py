@@ -87,19 +87,51 @@ class _Clamd(pyclamd.ClamdNetworkSocket):
         self.clamd_socket = _Corked(self.clamd_socket)
 
 
-class ClamdScanner:
-    """Scans byte strings with clamd over TCP; thread-safe (one connection per scan, as clamd expects)."""
+class _LocalClamd(pyclamd.ClamdUnixSocket):
+    def __init__(self, path: str, timeout: float | None = None):
+        # As `_Clamd`: no test connection (pyclamd's constructor opens and closes one).
+        pyclamd.pyclamd._ClamdGeneric.__init__(self)
+        self.unix_socket, self.timeout = path, timeout
 
-    def __init__(self, host: str, port: int, timeout: float, version_ttl: float = 300.0):
+    def _init_socket(self) -> None:
+        super()._init_socket()
+        self.clamd_socket = _Corked(self.clamd_socket)
+
+
+class ClamdScanner:
+    """Scans byte strings with clamd over TCP, or over its local socket when `socket_path` is given (a
+    connection costs both sides about half as much CPU); thread-safe (one connection per scan, as clamd
+    expects)."""
+
+    def __init__(
+        self, host: str, port: int, timeout: float, version_ttl: float = 300.0, socket_path: str = ""
+    ):
         self.host, self.port, self.timeout = host, port, timeout
+        self.socket_path = socket_path
         self._version_ttl = version_ttl
         self._version: tuple[float, str] | None = None
 
-    def _client(self) -> _Clamd:
+    @classmethod
+    def from_settings(cls, settings) -> ClamdScanner:
+        """The scanner the settings describe: CLAMD_SOCKET when set, else CLAMD_HOST and CLAMD_PORT."""
+        return cls(
+            settings.clamd_host,
+            settings.clamd_port,
+            settings.clamd_timeout,
+            socket_path=settings.clamd_socket,
+        )
+
+    @property
+    def address(self) -> str:
+        return self.socket_path or f"{self.host}:{self.port}"
+
+    def _client(self) -> _Clamd | _LocalClamd:
         try:
+            if self.socket_path:
+                return _LocalClamd(self.socket_path, timeout=self.timeout)
             return _Clamd(self.host, self.port, timeout=self.timeout)
         except (pyclamd.ConnectionError, OSError) as exc:
-            raise ScannerUnavailable(f"clamd at {self.host}:{self.port} unreachable: {exc}") from exc
+            raise ScannerUnavailable(f"clamd at {self.address} unreachable: {exc}") from exc
 
     def engine(self) -> str:
         """clamd's engine and signature version (e.g. "ClamAV 1.4.6/27470/…"), cached for a while."""

@@ -48,7 +48,7 @@ class ClamdProvider(DependencyProvider):
 
     def setup(self) -> None:
         settings = get_settings()
-        self.scanner = ClamdScanner(settings.clamd_host, settings.clamd_port, settings.clamd_timeout)
+        self.scanner = ClamdScanner.from_settings(settings)
         self.pool = GreenPool(settings.worker_count)
 
     def get_dependency(self, worker_ctx) -> ClamdProvider:
