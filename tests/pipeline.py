@@ -65,7 +65,9 @@ class EventTap:
     """An exclusive queue of its own bound to an event type, to watch what the pipeline publishes.
 
     It is not a registered consumer: it disappears with its connection, and `purge_pipeline_queues`
-    (which declares every registered consumer's queues) does not bring it back.
+    (which declares every registered consumer's queues) does not bring it back. It is not durable: the
+    broker keeps what it holds in memory, not on disk (nothing outlives its connection anyway), so that
+    watching a benchmark's events costs the broker little.
     """
 
     def __init__(self, event_type: str):
@@ -76,6 +78,7 @@ class EventTap:
             routing_key=event_type,
             exclusive=True,
             auto_delete=True,
+            durable=False,
         )(self.connection.default_channel)
         self.queue.declare()
 
