@@ -49,7 +49,7 @@ from rich.progress import Progress  # noqa: E402
 from smtp_load import LoadResult, run_load  # noqa: E402
 
 from common.config import get_settings, reset_settings  # noqa: E402
-from scan.clamd import ClamdScanner  # noqa: E402
+from scan.clamd import local_socket  # noqa: E402
 from tests.pipeline import EventTap  # noqa: E402
 from tests.platform import running_platform  # noqa: E402
 from tests.vhost import private_vhost  # noqa: E402
@@ -89,13 +89,9 @@ def load(name: str, port: int, recipient: str, delivered, args) -> LoadResult:
 
 
 def clamd_settings() -> dict[str, str]:
-    """CLAMD_SOCKET as `make run` sets it for scan (scripts/stack.py): the local socket of this machine's
-    clamd, when it answers there."""
-    settings = get_settings()
-    local = settings.local_clamd_socket
-    if settings.clamd_socket or not local.exists():
-        return {}
-    return {"CLAMD_SOCKET": str(local)} if ClamdScanner("", 0, 2, socket_path=str(local)).ping() else {}
+    """CLAMD_SOCKET as `make run` sets it for scan (`scan.clamd.local_socket`)."""
+    socket_path = local_socket(get_settings())
+    return {"CLAMD_SOCKET": socket_path} if socket_path else {}
 
 
 class Platform:

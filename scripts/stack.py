@@ -237,16 +237,11 @@ def build_signatures(db_dir: Path) -> None:
     hdb_path.write_text("".join(lines))
 
 
-def local_clamd_answers() -> bool:
-    """True when the clamd on this machine answers PING on the local socket `start_clamd` gives it."""
-    if SETTINGS.clamd_host not in {"127.0.0.1", "localhost"} or not SETTINGS.local_clamd_socket.exists():
-        return False
-    import pyclamd
+def scan_clamd_socket() -> str:
+    """CLAMD_SOCKET for scan next to our own clamd ("" for TCP): `scan.clamd.local_socket`."""
+    from scan.clamd import local_socket
 
-    try:
-        return bool(pyclamd.ClamdUnixSocket(str(SETTINGS.local_clamd_socket), timeout=2).ping())
-    except (pyclamd.ConnectionError, OSError):
-        return False
+    return local_socket(SETTINGS)
 
 
 def clamd_healthy() -> bool:
@@ -532,9 +527,10 @@ def submission_service_secret() -> str:
 def start_services() -> list[str]:
     started = []
     env = {"SUBMISSION_SERVICE_SECRET": submission_service_secret()}
-    if not SETTINGS.clamd_socket and local_clamd_answers():
+    socket_path = scan_clamd_socket()
+    if socket_path:
         # Our own clamd: scan talks to it over its local socket (half the CPU of a TCP connection).
-        env["CLAMD_SOCKET"] = str(SETTINGS.local_clamd_socket)
+        env["CLAMD_SOCKET"] = socket_path
     for name, port in existing_services():
         if http_healthy(port):
             say(f"  {name:<10} reused     metrics http://{SETTINGS.metrics_host}:{port}")
@@ -705,7 +701,8 @@ def endpoints() -> None:
         say(f"  webmail             {SETTINGS.public_url}")
     say(f"  directory (gRPC)    {SETTINGS.directory_address}")
     say(f"  RabbitMQ            {SETTINGS.amqp_url.split('@')[-1]}  (management http://127.0.0.1:15672)")
-    local = f"  (scan: {SETTINGS.local_clamd_socket})" if local_clamd_answers() else ""
+    socket_path = SETTINGS.clamd_socket or scan_clamd_socket()
+    local = f"  (scan: {socket_path})" if socket_path else ""
     say(f"  clamd               {SETTINGS.clamd_host}:{SETTINGS.clamd_port}{local}")
     say(f"  database            {SETTINGS.mongodb_url}")
     for name, port in existing_services():

@@ -500,7 +500,7 @@ class EventConsumer(Consumer):
         self.republisher.close()
 
     def handle_message(self, body, message) -> None:
-        envelope = self._parse(body, message)
+        envelope = self._parse(message)
         if envelope is None:
             return
         handle_result = functools.partial(self.handle_result, message, envelope)
@@ -534,7 +534,7 @@ class EventConsumer(Consumer):
         self._conclude(message, envelope, exc_info)
         return result, exc_info
 
-    def _parse(self, body, message) -> Envelope | None:
+    def _parse(self, message) -> Envelope | None:
         """The message's envelope; None when it cannot be one (it is then dead-lettered as it came)."""
         try:
             if not isinstance(message.body, bytes | str):
@@ -654,7 +654,7 @@ class BatchEventConsumer(EventConsumer):
         self._dispatching = False
 
     def handle_message(self, body, message) -> None:
-        envelope = self._parse(body, message)
+        envelope = self._parse(message)
         if envelope is None:
             return
         self._queued.append((message, envelope))

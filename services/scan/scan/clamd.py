@@ -180,3 +180,14 @@ class ClamdScanner:
         if status == "FOUND":
             return Verdict(True, detail, engine)
         raise ScannerUnavailable(f"clamd answered {status}: {detail}")
+
+
+def local_socket(settings) -> str:
+    """The socket scan should be given as CLAMD_SOCKET by whoever starts it next to its own clamd (`make
+    run`, the pipeline benchmark): the local socket of the clamd scripts/stack.py starts
+    (`settings.local_clamd_socket`), when scan is told no other and that clamd answers PING there; else
+    "" (TCP)."""
+    local = settings.local_clamd_socket
+    if settings.clamd_socket or settings.clamd_host not in {"127.0.0.1", "localhost"} or not local.exists():
+        return ""
+    return str(local) if ClamdScanner("", 0, 2, socket_path=str(local)).ping() else ""
