@@ -381,9 +381,10 @@ FERRETDB_PATCHES = (
 )
 #: The C library that FerretDB's SQLite (translated to Go) runs on, pinned in tools/ferretdb/go.mod.
 LIBC_MODULE = "modernc.org/libc"
-#: `libc-memory.patch`: its memcpy, memmove, memset and memcmp are Go's copy, fill and bytes.Compare; the
-#: translated C moved or compared one to four bytes at a time, and SQLite compared each stored document's
-#: whole JSON text byte by byte to find its parse in its cache, once per indexed expression.
+#: `libc-memory.patch`: its memcpy, memmove, memset and memcmp (linux/amd64) are Go's copy, fill and
+#: bytes.Compare; the translated C moved or compared one to four bytes at a time, and SQLite compared each
+#: stored document's whole JSON text byte by byte to find its parse in its cache, once per indexed
+#: expression.
 LIBC_PATCHES = (ROOT / "tools" / "ferretdb" / "libc-memory.patch",)
 
 
