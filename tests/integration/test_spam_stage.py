@@ -45,6 +45,8 @@ def test_colleague_mail_lands_in_the_inbox_and_corpus_spam_in_junk(stages, datab
     junk = database.mailbox_entries.find_one({"message_id": spam})
     assert junk["spam"]["score"] >= 0.5
     assert junk["spam"]["reasons"] and all(isinstance(r, str) for r in junk["spam"]["reasons"])
+    inbox = database.mailbox_entries.find_one({"message_id": ham})
+    assert inbox["spam"]["verdict"] == "ham" and inbox["spam"]["reasons"] == []  # only junk shows them
 
 
 def test_a_recipient_who_allowed_the_sender_gets_the_spam_in_the_inbox(stages, database, publisher):

@@ -161,9 +161,18 @@ class SpamClassifier:
         return self.classify_many(raw, [recipient] if recipient else [None], sender)[recipient]
 
     def classify_many(
-        self, raw: bytes, recipients: Sequence[str | None], sender: str | None = None
+        self,
+        raw: bytes,
+        recipients: Sequence[str | None],
+        sender: str | None = None,
+        *,
+        explain_ham: bool = True,
     ) -> dict[str | None, Classification]:
-        """Verdicts for several recipients of one message: parsed and scored once, lists applied each."""
+        """Verdicts for several recipients of one message: parsed and scored once, lists applied each.
+
+        With `explain_ham=False`, a ham verdict carries no reasons (only the junk folder shows them): the
+        pipeline's spam stage does not compute what nobody reads.
+        """
         self.refresh()
         model = self._model
         parsed = parse_message(raw)
@@ -183,11 +192,13 @@ class SpamClassifier:
             elif listed is ListKind.ALLOW:
                 verdict, decided_by = Verdict.HAM, DecidedBy.ALLOW_LIST
             reasons = explanations.get(verdict)
+            if reasons is None and verdict is Verdict.HAM and not explain_ham:
+                reasons = explanations[verdict] = []
             if reasons is None:
                 reasons = explanations[verdict] = analysis.reasons(
                     spam=verdict is Verdict.SPAM, limit=REASONS_SHOWN
                 )
-            if decided_by is not DecidedBy.MODEL:
+            if decided_by is not DecidedBy.MODEL and (verdict is Verdict.SPAM or explain_ham):
                 reasons = [_LIST_REASONS[decided_by], *reasons[: REASONS_SHOWN - 1]]
             results[recipient] = Classification(
                 score=score,

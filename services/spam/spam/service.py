@@ -3,10 +3,12 @@
 - `mail.scanned`: the raw message is scored once by the active model; each recipient's own sender lists
   then decide between the model's verdict and theirs (an allowed sender is never junk, a blocked one
   always is). Recipients are grouped by verdict and one `mail.classified` event is published per group,
-  with the score, the model version and the French reasons shown as "Pourquoi ce message est-il classé
-  indésirable ?". Event ids are derived from the parent event and the verdict, so a redelivery publishes
-  the same events again. Events come in batches (`common.bus.batch_event_handler`): their blobs are
-  read together and their `mail.classified` events published together.
+  with the score, the model version and, for a junk verdict, the French reasons shown with the message
+  in the junk folder ("Pourquoi ce message est-il classé indésirable ?"; a ham verdict has none, which
+  saves computing them for most mail). Event ids are derived from the parent event and the verdict, so
+  a redelivery publishes the same events again. Events come in batches
+  (`common.bus.batch_event_handler`): their blobs are read together and their `mail.classified` events
+  published together.
 - `mail.feedback`: "Signaler comme indésirable" / "Ce n'est pas un indésirable" from the webmail go to the
   `FeedbackLearner`, which updates the reporter's sender lists and, within its limits, the shared model;
   every SPAM_FEEDBACK_PUBLISH_SECONDS the counted reports are folded into a new active model version.
@@ -92,7 +94,7 @@ class SpamService:
                 results = {r: None for r in recipients}
             else:
                 results = self.spam.classifier.classify_many(
-                    raw, recipients, sender=payload["sender"] or None
+                    raw, recipients, sender=payload["sender"] or None, explain_ham=False
                 )
         groups: dict[str, list[str]] = defaultdict(list)
         for recipient in recipients:

@@ -145,6 +145,22 @@ def test_many_recipients_share_one_analysis():
     assert results["alex@ac-montpellier.fr"].score == results["sam@ac-montpellier.fr"].score
 
 
+def test_ham_verdicts_can_go_unexplained():
+    lists = FakeLists({("alex@ac-montpellier.fr", "offre@promo-gratuite.biz"): ListKind.ALLOW})
+    classifier = SpamClassifier(model=small_model(), lists=lists, threshold=0.5)
+    recipients = ["alex@ac-montpellier.fr", "sam@ac-montpellier.fr"]
+    explained = classifier.classify_many(SPAMMY, recipients)
+    assert explained["alex@ac-montpellier.fr"].reasons[0].feature == "list:allow"
+
+    results = classifier.classify_many(SPAMMY, recipients, explain_ham=False)
+    assert results["alex@ac-montpellier.fr"].verdict is Verdict.HAM
+    assert results["alex@ac-montpellier.fr"].reasons == []
+    assert results["sam@ac-montpellier.fr"].reasons == explained["sam@ac-montpellier.fr"].reasons != []
+    ham = classifier.classify_many(make_message(), ["sam@ac-montpellier.fr"], explain_ham=False)
+    assert ham["sam@ac-montpellier.fr"].verdict is Verdict.HAM
+    assert ham["sam@ac-montpellier.fr"].reasons == []
+
+
 def test_fast_scoring_path_matches_the_sparse_one():
     model = small_model()
     raws = [make_message(), SPAMMY, b"", make_message(body="Événement à l'école — inscriptions ouvertes")]

@@ -68,6 +68,33 @@ def run(database, body: Callable[..., Awaitable[None]], **overrides) -> FakePubl
     return publisher
 
 
+def test_junk_shows_the_reasons_of_a_junk_verdict_only(database):
+    async def body(web, me, other):
+        junk = deliver(
+            database,
+            me,
+            mail("Gagnez un voyage"),
+            folder="Junk",
+            spam={"verdict": "spam", "score": 0.97, "reasons": ["un lien vers une adresse IP"]},
+        )
+        # a message the model found legitimate, moved to Junk by its reader: its verdict's reasons (what
+        # pushed towards ham) must not read as reasons for junk
+        moved = deliver(
+            database,
+            me,
+            mail("Conseil de classe"),
+            folder="Junk",
+            spam={"verdict": "ham", "score": 0.02, "reasons": ["le domaine de l'expéditeur (ac.fr)"]},
+        )
+        _, page = await web.get(f"/courrier/Junk/{junk}")
+        assert "Ce message a été classé comme indésirable. Raisons : un lien vers une adresse IP." in page
+        _, page = await web.get(f"/courrier/Junk/{moved}")
+        assert "Ce message a été classé comme indésirable." in page
+        assert "Raisons" not in page and "domaine de l&#39;expéditeur" not in page
+
+    run(database, body)
+
+
 def test_inbox_list_and_reader(database):
     async def body(web, me, other):
         html = (

@@ -345,7 +345,10 @@ async def read_page(request: web.Request) -> web.Response:
             "infected": infected,
             "signature": (entry.get("virus") or {}).get("signature", ""),
             "is_junk": folder == JUNK,
-            "spam_reasons": spam.get("reasons", []) if folder == JUNK else [],
+            # the reasons of a junk verdict: a message moved to Junk by its reader has none to show
+            "spam_reasons": (
+                spam.get("reasons", []) if folder == JUNK and spam.get("verdict") == "spam" else []
+            ),
             "is_trash": folder == TRASH,
             "is_quarantine": folder == QUARANTINE,
             "is_draft": folder == DRAFTS,
