@@ -383,6 +383,10 @@ FERRETDB_PATCHES = (
     ROOT / "tools" / "ferretdb" / "one-pass-read.patch",
     ROOT / "tools" / "ferretdb" / "insert-without-transaction.patch",
 )
+#: FerretDB's packages whose tests run on the patched copy before each build (one-pass-read.patch adds
+#: `split_test.go` there; FerretDB's own tests of its stored JSON format run with it): a failure stops
+#: the build.
+FERRETDB_PATCH_TESTS = ("./internal/handler/sjson/",)
 #: The C library that FerretDB's SQLite (translated to Go) runs on, pinned in tools/ferretdb/go.mod.
 LIBC_MODULE = "modernc.org/libc"
 #: `libc-memory.patch`: its memcpy, memmove, memset and memcmp (linux/amd64) are Go's copy, fill and
@@ -406,9 +410,9 @@ def ferretdb_binary() -> Path:
     """The project-local FerretDB, built from tools/ferretdb (pinned v1.24.2, patched) when missing.
 
     FerretDB's module and the C library module its SQLite runs on are copied out of the Go module cache,
-    their patches (`FERRETDB_PATCHES`, `LIBC_PATCHES`) are applied to the copies, and the launcher is built
-    against them through a temporary Go workspace (go.work), which replaces each pinned module by its
-    patched copy of the same version.
+    their patches (`FERRETDB_PATCHES`, `LIBC_PATCHES`) are applied to the copies, `FERRETDB_PATCH_TESTS`
+    run on them, and the launcher is built against them through a temporary Go workspace (go.work), which
+    replaces each pinned module by its patched copy of the same version.
     """
     binary = BIN / "ferretdb"
     source = ROOT / "tools" / "ferretdb"
@@ -431,13 +435,19 @@ def ferretdb_binary() -> Path:
         workspace = Path(tmp) / "go.work"
         uses = "".join(f"\t{path}\n" for path in (source, *copies))
         workspace.write_text(f"go 1.24\n\nuse (\n{uses})\n")
-        built = BIN / "ferretdb.new"
-        subprocess.run(
-            ["go", "build", "-o", str(built), "."],
-            cwd=source,
-            check=True,
-            env={**os.environ, "GOWORK": str(workspace)},
+        env = {**os.environ, "GOWORK": str(workspace)}
+        (copies[0] / ".git").mkdir()  # FerretDB's test helpers find the module's root by its .git
+        tested = subprocess.run(
+            ["go", "test", "-count=1", *FERRETDB_PATCH_TESTS],
+            cwd=copies[0],
+            env=env,
+            capture_output=True,
+            text=True,
         )
+        if tested.returncode != 0:
+            raise SystemExit(f"the patched FerretDB fails its tests:\n{tested.stdout}{tested.stderr}")
+        built = BIN / "ferretdb.new"
+        subprocess.run(["go", "build", "-o", str(built), "."], cwd=source, check=True, env=env)
     built.replace(binary)  # a running FerretDB keeps its (old) file
     stamp_file.write_text(stamp)
     return binary
