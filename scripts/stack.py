@@ -425,21 +425,16 @@ def ferretdb_binary() -> Path:
     say("building FerretDB v1.24.2 (first run only; a few minutes)…")
     BIN.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ferretdb-build-") as tmp:
-        copies = [
-            patched_module_copy(source, module, patches, Path(tmp) / name)
-            for module, patches, name in (
-                (FERRETDB_MODULE, FERRETDB_PATCHES, "ferretdb"),
-                (LIBC_MODULE, LIBC_PATCHES, "libc"),
-            )
-        ]
+        ferretdb = patched_module_copy(source, FERRETDB_MODULE, FERRETDB_PATCHES, Path(tmp) / "ferretdb")
+        libc = patched_module_copy(source, LIBC_MODULE, LIBC_PATCHES, Path(tmp) / "libc")
         workspace = Path(tmp) / "go.work"
-        uses = "".join(f"\t{path}\n" for path in (source, *copies))
+        uses = "".join(f"\t{path}\n" for path in (source, ferretdb, libc))
         workspace.write_text(f"go 1.24\n\nuse (\n{uses})\n")
         env = {**os.environ, "GOWORK": str(workspace)}
-        (copies[0] / ".git").mkdir()  # FerretDB's test helpers find the module's root by its .git
+        (ferretdb / ".git").mkdir()  # FerretDB's test helpers find the module's root by its .git
         tested = subprocess.run(
             ["go", "test", "-count=1", *FERRETDB_PATCH_TESTS],
-            cwd=copies[0],
+            cwd=ferretdb,
             env=env,
             capture_output=True,
             text=True,

@@ -191,15 +191,15 @@ class SpamClassifier:
                 verdict, decided_by = Verdict.SPAM, DecidedBy.BLOCK_LIST
             elif listed is ListKind.ALLOW:
                 verdict, decided_by = Verdict.HAM, DecidedBy.ALLOW_LIST
-            reasons = explanations.get(verdict)
-            if reasons is None and verdict is Verdict.HAM and not explain_ham:
-                reasons = explanations[verdict] = []
-            if reasons is None:
-                reasons = explanations[verdict] = analysis.reasons(
-                    spam=verdict is Verdict.SPAM, limit=REASONS_SHOWN
-                )
-            if decided_by is not DecidedBy.MODEL and (verdict is Verdict.SPAM or explain_ham):
-                reasons = [_LIST_REASONS[decided_by], *reasons[: REASONS_SHOWN - 1]]
+            reasons: list[Reason] = []
+            if explain_ham or verdict is Verdict.SPAM:
+                reasons = explanations.get(verdict)
+                if reasons is None:
+                    reasons = explanations[verdict] = analysis.reasons(
+                        spam=verdict is Verdict.SPAM, limit=REASONS_SHOWN
+                    )
+                if decided_by is not DecidedBy.MODEL:
+                    reasons = [_LIST_REASONS[decided_by], *reasons[: REASONS_SHOWN - 1]]
             results[recipient] = Classification(
                 score=score,
                 verdict=verdict,
