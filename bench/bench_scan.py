@@ -106,7 +106,7 @@ def bench_stage(messages: list[bytes], workers: int) -> float:
                 def done() -> bool:
                     # The broker counts the clean verdicts; counting them in the database would load
                     # the database the stage is using.
-                    count = tap.queue.queue_declare(passive=True).message_count
+                    count = tap.count()
                     progress.update(task, completed=count)
                     return count >= len(ids)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +12,7 @@ from kombu import Connection, Queue
 
 from common.config import get_settings
 from common.db import BlobStore
+from common.events import wire_items
 from common.topology import CONSUMERS, EVENTS_EXCHANGE, declare
 from tests.helpers import ServiceProcess, free_port
 
@@ -81,10 +82,26 @@ class EventTap:
             durable=False,
         )(self.connection.default_channel)
         self.queue.declare()
+        self._waiting: collections.deque = collections.deque()
+        self.counted = 0
+
+    def _take(self) -> list | None:
+        """The envelopes (decoded JSON) of the next message waiting, None when none is."""
+        message = self.connection.default_channel.basic_get(self.queue.name, no_ack=True)
+        return wire_items(message.body) if message else None
 
     def get(self) -> dict | None:
-        message = self.connection.default_channel.basic_get(self.queue.name, no_ack=True)
-        return json.loads(message.body) if message else None
+        """The next event published, one envelope at a time (a batch's envelopes in turn)."""
+        if not self._waiting:
+            self._waiting.extend(self._take() or ())
+        return self._waiting.popleft() if self._waiting else None
+
+    def count(self) -> int:
+        """How many events were published so far (the messages waiting are taken and counted, not kept;
+        do not mix with `get`)."""
+        while (envelopes := self._take()) is not None:
+            self.counted += len(envelopes)
+        return self.counted
 
     def close(self) -> None:
         self.connection.release()

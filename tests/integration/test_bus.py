@@ -171,12 +171,14 @@ def test_a_batch_handler_gets_events_together_and_settles_each_on_its_own(probe,
     the handler fails is retried and dead-lettered alone, the others of its batch are handled once."""
     from common.events import Envelope
 
-    envelopes = [Envelope.new("probe.batch", {"n": n}, "tests") for n in [*range(150), -1]]
+    # The failing event travels in the middle of a message of ten (events published together of one type
+    # share a message): it goes on alone, the other nine are handled once and their message acked.
+    envelopes = [Envelope.new("probe.batch", {"n": n}, "tests") for n in [*range(75), -1, *range(75, 150)]]
     assert publisher.publish_many(envelopes) == [None] * len(envelopes)
 
     wait_until(lambda: database.probe_received.count_documents({}) >= 150, timeout=60, what="150 events")
     letters = wait_until(lambda: deadletters.show(BATCH_PROBE.queue_name), timeout=60, what="a dead letter")
-    assert [letter.event_id for letter in letters] == [envelopes[-1].event_id]
+    assert [letter.event_id for letter in letters] == [envelopes[75].event_id]
     assert letters[0].attempts == 3
     assert "negative probe -1" in letters[0].reason
     records = list(database.probe_received.find())
@@ -184,3 +186,44 @@ def test_a_batch_handler_gets_events_together_and_settles_each_on_its_own(probe,
     sizes = [r["batch"] for r in records]
     assert max(sizes) > 1, "events waiting together were handled one by one"
     assert max(sizes) <= 20
+
+
+def test_events_published_together_travel_in_messages_of_ten_and_each_is_consumed_once(
+    probe, database, publisher
+):
+    from common.events import WIRE_BATCH_MAX, Envelope
+    from tests.pipeline import EventTap
+
+    tap = EventTap("probe.ping")
+    try:
+        envelopes = [Envelope.new("probe.ping", {"n": n}, "tests") for n in range(25)]
+        assert publisher.publish_many(envelopes) == [None] * 25
+        channel, messages = tap.connection.default_channel, []
+        while (message := channel.basic_get(tap.queue.name, no_ack=True)) is not None:
+            messages.append(message)
+        assert [m.headers["x-event-count"] for m in messages] == [WIRE_BATCH_MAX, WIRE_BATCH_MAX, 5]
+        assert [e["event_id"] for m in messages for e in json.loads(m.body)] == [
+            e.event_id for e in envelopes
+        ]
+    finally:
+        tap.close()
+    wait_until(lambda: database.probe_received.count_documents({}) >= 25, timeout=60, what="25 events")
+    assert sorted(d["_id"] for d in database.probe_received.find({}, {"_id": 1})) == sorted(
+        e.event_id for e in envelopes
+    )
+
+
+def test_an_invalid_envelope_in_a_batch_is_dead_lettered_alone(probe, database):
+    from common.events import Envelope
+
+    valid = [Envelope.new("probe.ping", {"n": n}, "tests") for n in range(2)]
+    body = b"[" + b",".join([valid[0].to_json(), b'{"type": "probe.ping"}', valid[1].to_json()]) + b"]"
+    with Connection(get_settings().amqp_url) as conn:
+        Producer(conn.default_channel).publish(
+            body, exchange="", routing_key=PROBE.queue_name, content_type="application/json"
+        )
+    letters = wait_until(lambda: deadletters.show(PROBE.queue_name), timeout=30, what="a dead letter")
+    assert len(letters) == 1 and letters[0].reason.startswith("invalid envelope")
+    assert json.loads(letters[0].body) == {"type": "probe.ping"}
+    wait_until(lambda: database.probe_received.count_documents({}) >= 2, what="the two valid events")
+    assert {d["_id"] for d in database.probe_received.find()} == {e.event_id for e in valid}

@@ -4,13 +4,13 @@ routed, with the payloads docs/events.md describes."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 from kombu import Connection, Queue
 
 from common.config import get_settings
+from common.events import wire_items
 from common.topology import EVENTS_EXCHANGE
 from directory.notifier import EventNotifier
 from directory.testing import TEST_ESTABLISHMENTS, DirectoryHarness, make_person
@@ -43,7 +43,7 @@ def account_events():
                 if message is None:
                     time.sleep(0.05)
                     continue
-                found.append(json.loads(message.body))
+                found.extend(wire_items(message.body))  # one envelope, or a batch
             return found
 
         yield drain

@@ -4,12 +4,14 @@
 confirms and `mandatory` routing: `publish()` returns only once the broker has taken responsibility for
 the event, and raises `PublishError` if it was nacked, timed out, or routed to no queue at all. Concurrent
 publishes share one connection and are group-committed: written together, their confirms awaited
-together. It is plain kombu and py-amqp, usable from any service: nameko services through
+together, the events of one type among them sharing messages of up to `WIRE_BATCH_MAX` envelopes
+(`_wire_messages`). It is plain kombu and py-amqp, usable from any service: nameko services through
 `EventPublisherProvider`, asyncio services through `loop.run_in_executor`.
 
 `event_handler(event_type)` is a nameko entrypoint consuming the service's own durable queue (declared
-by `common.topology`). The decorated method receives a validated `Envelope`. The runner owns everything
-but the decision: the event is acked only after the method returns; if it raises, the event goes to a
+by `common.topology`). The decorated method receives a validated `Envelope`, one call per envelope of a
+message that carries several. The runner owns everything but the decision: the event is acked only after
+the method returns (a message of several, once all of its events are); if it raises, the event goes to a
 retry queue with back-off (EVENT_RETRY_DELAYS) and, after EVENT_MAX_ATTEMPTS attempts, to the consumer's
 dead-letter queue with the failure reason in its headers. An envelope that cannot be parsed goes straight
 to the dead-letter queue. If even that re-publication fails, the event is requeued, never dropped.
@@ -21,6 +23,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import json
 import logging
 import socket
 import time
@@ -37,7 +40,14 @@ from prometheus_client import Counter, Histogram
 
 from common.config import get_settings
 from common.errors import PermanentFailure
-from common.events import Envelope, InvalidEvent
+from common.events import (
+    MAX_ENVELOPE_BYTES,
+    WIRE_BATCH_MAX,
+    Envelope,
+    InvalidEvent,
+    wire_body,
+    wire_items,
+)
 from common.groupcommit import GroupCommit
 from common.logs import trace_context
 from common.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, ConsumerSpec, consumer, declare
@@ -158,6 +168,69 @@ class _Outgoing:
     headers: Mapping[str, Any]
 
 
+@dataclasses.dataclass(slots=True)
+class _Wire:
+    """One AMQP message of a group publish and the items (indexes in the group) it carries."""
+
+    items: list[int]
+    exchange: Any
+    routing_key: str
+    message: amqp.Message
+
+
+def _wire_messages(items: list[_Outgoing]) -> list[_Wire]:
+    """The AMQP messages that carry `items`.
+
+    Events of one type published to `mail.events` together, without headers of their own, travel as
+    batches: up to `WIRE_BATCH_MAX` envelopes and `MAX_ENVELOPE_BYTES` in one message whose body is
+    their JSON array (`common.events.wire_body`). The broker then stores, routes, delivers and confirms
+    one message for several events, and each consumer receives and acks one (docs/events.md,
+    "Transport"). Retried and dead-lettered events (with headers) and lone events travel alone, their
+    body the envelope itself.
+    """
+    wires: list[_Wire] = []
+    by_type: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.exchange is EVENTS_EXCHANGE and not item.headers:
+            by_type.setdefault(item.routing_key, []).append(index)
+        else:
+            wires.append(_wire(items, [index]))
+    for indexes in by_type.values():
+        encoded = [items[index].envelope.to_json() for index in indexes]
+        start, size = 0, 0
+        for position, body in enumerate(encoded):
+            if position > start and (
+                position - start == WIRE_BATCH_MAX or size + len(body) + 1 > MAX_ENVELOPE_BYTES
+            ):
+                wires.append(_wire(items, indexes[start:position], encoded[start:position]))
+                start, size = position, 0
+            size += len(body) + 1
+        wires.append(_wire(items, indexes[start:], encoded[start:]))
+    return wires
+
+
+def _wire(items: list[_Outgoing], indexes: list[int], encoded: list[bytes] | None = None) -> _Wire:
+    """The message carrying the items at `indexes` (their envelopes already encoded, if given)."""
+    first = items[indexes[0]]
+    envelope = first.envelope
+    if len(indexes) == 1:
+        body = encoded[0] if encoded else envelope.to_json()
+        message_id, headers = envelope.event_id, {"x-trace-id": envelope.trace_id, **first.headers}
+    else:
+        body = wire_body(encoded or [items[index].envelope.to_json() for index in indexes])
+        message_id, headers = uuid.uuid4().hex, {"x-event-count": len(indexes)}
+    message = amqp.Message(
+        body,
+        delivery_mode=2,
+        content_type="application/json",
+        content_encoding="utf-8",
+        message_id=message_id,
+        type=envelope.type,
+        application_headers=headers,
+    )
+    return _Wire(indexes, first.exchange, first.routing_key, message)
+
+
 class _Lane:
     """One connection and its channel in confirm mode, used by one group publish at a time.
 
@@ -198,55 +271,45 @@ class _Lane:
         message_id = (getattr(message, "properties", None) or {}).get("message_id", "")
         self.returned[message_id] = f"{exception} (exchange {exchange!r}, routing key {routing_key!r})"
 
-    def _write(self, items: list[_Outgoing]) -> None:
-        for item in items:
-            exchange = item.exchange.name if item.exchange is not None else ""
+    def _write(self, wires: list[_Wire]) -> None:
+        for wire in wires:
+            exchange = wire.exchange.name if wire.exchange is not None else ""
             if exchange and exchange not in self.declared:
                 # Once per connection, as kombu's producers did: the exchange exists even on a broker
                 # whose definitions were lost.
-                item.exchange(self.channel).declare()
+                wire.exchange(self.channel).declare()
                 self.declared.add(exchange)
-            envelope = item.envelope
-            message = amqp.Message(
-                envelope.to_json(),
-                delivery_mode=2,
-                content_type="application/json",
-                content_encoding="utf-8",
-                message_id=envelope.event_id,
-                type=envelope.type,
-                application_headers={"x-trace-id": envelope.trace_id, **item.headers},
-            )
             self.sent += 1
             self.unsettled.add(self.sent)
-            self.channel.basic_publish(message, exchange, item.routing_key, mandatory=True)
+            self.channel.basic_publish(wire.message, exchange, wire.routing_key, mandatory=True)
 
     def publish(self, items: list[_Outgoing], timeout: float) -> list[Exception | None]:
         """Write every item, then wait for all their confirms; one outcome per item (None: confirmed)."""
         self.returned.clear()
         self.nacked.clear()
+        wires = _wire_messages(items)
         first = self.sent + 1
         with corked(self.connection.connection):
-            self._write(items)
+            self._write(wires)
         deadline = time.monotonic() + timeout
         while self.unsettled:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no confirm within {timeout:g}s")
             self.connection.drain_events(timeout=remaining)
-        outcomes: list[Exception | None] = []
-        for tag, item in enumerate(items, start=first):
-            envelope = item.envelope
-            if envelope.event_id in self.returned:
-                reason = self.returned[envelope.event_id]
-                outcomes.append(
-                    PublishError(f"event {envelope.type} routes to no queue: {reason}", "unroutable")
-                )
-            elif tag in self.nacked:
-                outcomes.append(
-                    PublishError(f"the broker refused event {envelope.type} (basic.nack)", "nacked")
-                )
-            else:
-                outcomes.append(None)
+        outcomes: list[Exception | None] = [None] * len(items)
+        for tag, wire in enumerate(wires, start=first):
+            returned = self.returned.get(wire.message.properties["message_id"])
+            for index in wire.items:
+                event_type = items[index].envelope.type
+                if returned is not None:
+                    outcomes[index] = PublishError(
+                        f"event {event_type} routes to no queue: {returned}", "unroutable"
+                    )
+                elif tag in self.nacked:
+                    outcomes[index] = PublishError(
+                        f"the broker refused event {event_type} (basic.nack)", "nacked"
+                    )
         return outcomes
 
     def close(self) -> None:
@@ -469,8 +532,22 @@ class EventQueueConsumer(QueueConsumer):
             super().handle_message(provider, body, message)
 
 
+class _Delivery:
+    """A message taken from a queue and how many of the envelopes it carries are not concluded yet: it
+    is acked once all are, or requeued (every envelope of it delivered again) if any of them asked."""
+
+    __slots__ = ("message", "pending", "requeue")
+
+    def __init__(self, message, pending: int = 1):
+        self.message, self.pending, self.requeue = message, pending, False
+
+
 class EventConsumer(Consumer):
-    """nameko entrypoint: consume one event type from this service's queue, with retries and DLQ."""
+    """nameko entrypoint: consume one event type from this service's queue, with retries and DLQ.
+
+    A message carrying a batch of envelopes (`common.events.wire_items`) gives one handler call per
+    envelope, each concluded on its own; the message is acked once all of them are.
+    """
 
     queue_consumer = EventQueueConsumer()
 
@@ -500,19 +577,26 @@ class EventConsumer(Consumer):
         self.republisher.close()
 
     def handle_message(self, body, message) -> None:
-        envelope = self._parse(message)
-        if envelope is None:
-            return
-        handle_result = functools.partial(self.handle_result, message, envelope)
-        try:
-            self.container.spawn_worker(self, (envelope,), {}, context_data={}, handle_result=handle_result)
-        except Exception:  # noqa: BLE001 - container being killed: give the message back
-            self._settle(message, requeue=True)
+        delivery, envelopes = self._receive(message)
+        for envelope in envelopes:
+            handle_result = functools.partial(self.handle_result, delivery, envelope)
+            try:
+                self.container.spawn_worker(
+                    self, (envelope,), {}, context_data={}, handle_result=handle_result
+                )
+            except Exception:  # noqa: BLE001 - container being killed: give the message back
+                self._settle(delivery, requeue=True)
 
-    def _settle(self, message, requeue: bool = False) -> None:
-        """Ack (or requeue) `message`. If the connection it came on is gone (the broker restarted), the
-        broker has already put it back in the queue and delivers it again (handlers are idempotent):
-        that is logged, not raised, since an exception here would stop the whole service."""
+    def _settle(self, delivery: _Delivery, requeue: bool = False) -> None:
+        """One envelope of `delivery` is concluded; once all are, ack its message, or requeue it if any
+        envelope asked to. If the connection it came on is gone (the broker restarted), the broker has
+        already put it back in the queue and delivers it again (handlers are idempotent): that is
+        logged, not raised, since an exception here would stop the whole service."""
+        delivery.requeue = delivery.requeue or requeue
+        delivery.pending -= 1
+        if delivery.pending > 0:
+            return
+        requeue, message = delivery.requeue, delivery.message
         try:
             if requeue:
                 self.queue_consumer.requeue_message(message)
@@ -528,33 +612,44 @@ class EventConsumer(Consumer):
 
     def on_undecodable(self, message, exc: Exception) -> None:
         """kombu could not decode the body: dead-letter it with the reason."""
-        self._dead_letter_raw(message, f"invalid envelope: {type(exc).__name__}: {exc}")
+        self._dead_letter_raw(_Delivery(message), f"invalid envelope: {type(exc).__name__}: {exc}")
 
-    def handle_result(self, message, envelope: Envelope, worker_ctx, result=None, exc_info=None):
-        self._conclude(message, envelope, exc_info)
+    def handle_result(self, delivery: _Delivery, envelope: Envelope, worker_ctx, result=None, exc_info=None):
+        self._conclude(delivery, envelope, exc_info)
         return result, exc_info
 
-    def _parse(self, message) -> Envelope | None:
-        """The message's envelope; None when it cannot be one (it is then dead-lettered as it came)."""
+    def _receive(self, message) -> tuple[_Delivery, list[Envelope]]:
+        """The message and the envelopes it carries. What cannot be an envelope is dead-lettered with
+        the reason: the whole message as it came when its body is unusable, else each invalid element
+        of a batch on its own, the others being handled."""
         try:
             if not isinstance(message.body, bytes | str):
                 raise InvalidEvent(f"a body of type {type(message.body).__name__}, not bytes")
-            envelope = Envelope.from_wire(message.body)
-            if envelope.type != self.event_type:
-                raise InvalidEvent(f"queue {self.spec.queue_name} received a {envelope.type} event")
+            items = wire_items(message.body)
         except InvalidEvent as exc:
-            self._dead_letter_raw(message, f"invalid envelope: {exc}")
-            return None
-        return envelope
+            self._dead_letter_raw(_Delivery(message), f"invalid envelope: {exc}")
+            return _Delivery(message, 0), []
+        delivery, envelopes = _Delivery(message, len(items)), []
+        for item in items:
+            try:
+                envelope = Envelope.from_wire(item)
+                if envelope.type != self.event_type:
+                    raise InvalidEvent(f"queue {self.spec.queue_name} received a {envelope.type} event")
+            except InvalidEvent as exc:
+                body = message.body if len(items) == 1 else json.dumps(item, ensure_ascii=False).encode()
+                self._dead_letter_raw(delivery, f"invalid envelope: {exc}", body)
+                continue
+            envelopes.append(envelope)
+        return delivery, envelopes
 
-    def _conclude(self, message, envelope: Envelope, exc_info=None) -> None:
+    def _conclude(self, delivery: _Delivery, envelope: Envelope, exc_info=None) -> None:
         """Ack a handled event; retry or dead-letter a failed one, then ack it (requeue if that fails)."""
         queue_name = self.spec.queue_name
         if exc_info is None:
             EVENTS_HANDLED.labels(queue_name, "ok").inc()
-            self._settle(message)
+            self._settle(delivery)
             return
-        attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
+        attempts = int((delivery.message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
         permanent = issubclass(exc_info[0], PermanentFailure)
         reason = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()
         headers = {
@@ -591,12 +686,14 @@ class EventConsumer(Consumer):
                 )
         except PublishError:
             log.exception("cannot re-publish a failed event; requeueing it", extra={"queue": queue_name})
-            self._settle(message, requeue=True)
+            self._settle(delivery, requeue=True)
             return
-        self._settle(message)
+        self._settle(delivery)
 
-    def _dead_letter_raw(self, message, reason: str) -> None:
-        """Send an unparseable message to the dead-letter queue as it came, with the reason."""
+    def _dead_letter_raw(self, delivery: _Delivery, reason: str, body: bytes | None = None) -> None:
+        """Send what could not be an envelope to the dead-letter queue, with the reason: `body` (one
+        element of a batch) or, by default, the message as it came."""
+        message = delivery.message
         queue_name = self.spec.queue_name
         log.error("dead-lettering an unparseable event: %s", reason, extra={"queue": queue_name})
         headers = {
@@ -610,7 +707,7 @@ class EventConsumer(Consumer):
                 self.amqp_uri, transport_options={"confirm_publish": True}, connect_timeout=5
             ) as conn:
                 Producer(conn.default_channel).publish(
-                    message.body,
+                    message.body if body is None else body,
                     exchange=DEAD_LETTER_EXCHANGE,
                     routing_key=queue_name,
                     mandatory=True,
@@ -621,10 +718,10 @@ class EventConsumer(Consumer):
                 )
         except Exception:
             log.exception("cannot dead-letter an unparseable event; requeueing it")
-            self._settle(message, requeue=True)
+            self._settle(delivery, requeue=True)
             return
         EVENTS_HANDLED.labels(queue_name, "invalid").inc()
-        self._settle(message)
+        self._settle(delivery)
 
 
 class BatchEventConsumer(EventConsumer):
@@ -648,17 +745,19 @@ class BatchEventConsumer(EventConsumer):
     ):
         super().__init__(event_type, max_attempts, **kwargs)
         self.max_batch, self.concurrency = max_batch, concurrency
-        self.prefetch = max_batch * (concurrency + 1)
-        self._queued: list[tuple[Any, Envelope]] = []
+        # In messages, which carry up to WIRE_BATCH_MAX envelopes each: enough for the running batches
+        # and the next ones when events come in batches, some 300 envelopes at most (150 of them being
+        # handled), so that a backlog stays shared among the processes of a scaled-out stage.
+        self.prefetch = max(concurrency + 1, max_batch * (concurrency + 1) * 2 // WIRE_BATCH_MAX)
+        self._queued: list[tuple[_Delivery, Envelope]] = []
         self._running = 0
         self._dispatching = False
 
     def handle_message(self, body, message) -> None:
-        envelope = self._parse(message)
-        if envelope is None:
-            return
-        self._queued.append((message, envelope))
-        self._schedule()
+        delivery, envelopes = self._receive(message)
+        if envelopes:
+            self._queued.extend((delivery, envelope) for envelope in envelopes)
+            self._schedule()
 
     def _schedule(self) -> None:
         # Dispatched once the consumer has taken every event already received (it yields only then).
@@ -682,8 +781,8 @@ class BatchEventConsumer(EventConsumer):
                 )
             except Exception:  # noqa: BLE001 - container being killed: give the messages back
                 self._running -= 1
-                for message, _ in batch:
-                    self._settle(message, requeue=True)
+                for delivery, _ in batch:
+                    self._settle(delivery, requeue=True)
 
     def handle_batch_result(self, batch, worker_ctx, result=None, exc_info=None):
         self._running -= 1
@@ -692,15 +791,15 @@ class BatchEventConsumer(EventConsumer):
                 error = RuntimeError(f"handler returned {len(result)} outcomes for {len(batch)} events")
                 exc_info = (RuntimeError, error, None)
             # The batch's acks leave the consumer's connection together.
-            with corked(getattr(getattr(batch[0][0], "channel", None), "connection", None)):
-                for index, (message, envelope) in enumerate(batch):
+            with corked(getattr(getattr(batch[0][0].message, "channel", None), "connection", None)):
+                for index, (delivery, envelope) in enumerate(batch):
                     if exc_info is not None:
                         failure = exc_info
                     else:
                         outcome = result[index] if result is not None else None
                         failure = None if outcome is None else (type(outcome), outcome, outcome.__traceback__)
                     with trace_context(envelope.trace_id):
-                        self._conclude(message, envelope, failure)
+                        self._conclude(delivery, envelope, failure)
         finally:
             if self._queued:
                 self._schedule()

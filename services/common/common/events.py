@@ -1,9 +1,12 @@
 """The event envelope and the catalogue of event types.
 
-Every message on the bus is one JSON envelope:
+Every event on the bus is one JSON envelope:
 
     {"event_id": "…32 hex…", "type": "mail.received", "version": 1, "occurred_at": "2026-…Z",
      "trace_id": "…32 hex…", "source": "ingest", "payload": {…}}
+
+A message on the wire carries one envelope, or a JSON array of up to `WIRE_BATCH_MAX` envelopes of one
+type that were published together (`wire_body`, `wire_items`).
 
 Events carry ids, never message bodies (claim check: the raw message is stored once, in the blob store).
 `EVENT_TYPES` lists every type with the payload fields it must have; docs/events.md describes each one,
@@ -26,7 +29,11 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 #: Largest envelope accepted, in bytes of JSON. Events carry ids, not bodies: anything bigger is a bug.
+#: It bounds a whole wire message too, one envelope or a batch.
 MAX_ENVELOPE_BYTES = 256 * 1024
+
+#: Most envelopes one wire message carries.
+WIRE_BATCH_MAX = 10
 
 
 class InvalidEvent(ValueError):
@@ -224,6 +231,32 @@ class Envelope:
             value = self.payload[name]
             if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise InvalidEvent(f"{self.type} payload field {name!r} has the wrong type")
+
+
+def wire_body(encoded: list[bytes]) -> bytes:
+    """The body of a wire message carrying the envelopes `encoded` (each `Envelope.to_json()`): the
+    envelope itself when there is one, else a JSON array of them."""
+    return encoded[0] if len(encoded) == 1 else b"[" + b",".join(encoded) + b"]"
+
+
+def wire_items(body: bytes | str) -> list[Any]:
+    """The decoded JSON of each envelope a wire message carries, to validate one by one with
+    `Envelope.from_wire`: the object itself, or the elements of a batch's array. Raises InvalidEvent
+    when the body as a whole is unusable (too large, not JSON, neither an object nor a non-empty array
+    of at most `WIRE_BATCH_MAX` elements)."""
+    if len(body) > MAX_ENVELOPE_BYTES:
+        raise InvalidEvent(f"message of {len(body)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"envelope is not JSON: {exc}") from None
+    if isinstance(decoded, dict):
+        return [decoded]
+    if not isinstance(decoded, list):
+        raise InvalidEvent("envelope is not a JSON object")
+    if not decoded or len(decoded) > WIRE_BATCH_MAX:
+        raise InvalidEvent(f"a batch of {len(decoded)} envelopes (1 to {WIRE_BATCH_MAX} expected)")
+    return decoded
 
 
 def _isoformat(moment: dt.datetime) -> str:

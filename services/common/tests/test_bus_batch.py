@@ -1,11 +1,13 @@
-"""How a batch handler's outcomes settle its events (common.bus.BatchEventConsumer), broker replaced."""
+"""How a batch handler's outcomes settle its events (common.bus.BatchEventConsumer), and how the events of
+a message that carries several are taken and settled, broker replaced."""
 
 from __future__ import annotations
 
+import json
 from unittest import mock
 
-from common.bus import BatchEventConsumer
-from common.events import Envelope
+from common.bus import BatchEventConsumer, PublishError, _Delivery
+from common.events import Envelope, wire_body
 from common.topology import consumer
 
 
@@ -35,7 +37,15 @@ def make_consumer() -> BatchEventConsumer:
 
 
 def batch(size: int) -> list:
-    return [(mock.Mock(headers={}), envelope(n)) for n in range(size)]
+    """`size` events, each from a message of its own."""
+    return [(_Delivery(mock.Mock(headers={})), envelope(n)) for n in range(size)]
+
+
+def carried(size: int) -> tuple[mock.Mock, list]:
+    """A message carrying `size` events, as the consumer queues them."""
+    message = mock.Mock(headers={})
+    delivery = _Delivery(message, size)
+    return message, [(delivery, envelope(n)) for n in range(size)]
 
 
 def retried(entrypoint) -> list[str]:
@@ -68,9 +78,56 @@ def test_a_wrong_number_of_outcomes_counts_as_a_failure_of_the_whole_batch():
 def test_events_are_handed_out_in_batches_of_at_most_max_batch():
     entrypoint = make_consumer()
     entrypoint._running = 0
-    for message, event in batch(25):
-        entrypoint._queued.append((message, event))
+    for delivery, event in batch(25):
+        entrypoint._queued.append((delivery, event))
     entrypoint._dispatch()
     sizes = [len(call.args[1][0]) for call in entrypoint.container.spawn_worker.call_args_list]
     assert sizes == [10, 10]  # two batches at once (concurrency 2); the rest waits for one to end
     assert len(entrypoint._queued) == 5
+
+
+def test_a_message_of_several_events_is_acked_once_all_are_concluded():
+    entrypoint = make_consumer()
+    message, events = carried(5)
+    entrypoint.handle_batch_result(events[:3], None, result=[None, ValueError("bad"), None])
+    assert retried(entrypoint) == ["m1"]  # the failed event goes on alone
+    entrypoint.queue_consumer.ack_message.assert_not_called()  # two of its events are not handled yet
+    entrypoint._running = 1
+    entrypoint.handle_batch_result(events[3:], None, result=[None, None])
+    entrypoint.queue_consumer.ack_message.assert_called_once_with(message)
+
+
+def test_a_message_of_several_events_is_requeued_whole_if_one_cannot_be_retried():
+    entrypoint = make_consumer()
+    entrypoint.republisher.publish_envelope.side_effect = PublishError("broker away")
+    message, events = carried(3)
+    entrypoint.handle_batch_result(events, None, result=[None, ValueError("bad"), None])
+    entrypoint.queue_consumer.ack_message.assert_not_called()
+    entrypoint.queue_consumer.requeue_message.assert_called_once_with(message)  # once, for all three
+
+
+def test_the_events_of_a_message_are_queued_and_an_invalid_one_is_dead_lettered_alone():
+    entrypoint = make_consumer()
+    entrypoint._running = 2  # nothing dispatched: the events stay queued
+    entrypoint._dead_letter_raw = mock.Mock()
+    good = [envelope(n).to_json() for n in range(3)]
+    bad = json.loads(good[1])
+    del bad["payload"]["scanner"]
+    message = mock.Mock(headers={}, body=wire_body([good[0], json.dumps(bad).encode(), good[2]]))
+    entrypoint.handle_message(None, message)
+    assert [event.payload["message_id"] for _, event in entrypoint._queued] == ["m0", "m2"]
+    delivery, reason, body = entrypoint._dead_letter_raw.call_args.args
+    assert delivery is entrypoint._queued[0][0] and delivery.message is message
+    assert "lacks 'scanner'" in reason
+    assert json.loads(body) == bad
+    assert delivery.pending == 3  # the mock dead-lettering concluded nothing
+
+
+def test_a_message_that_is_not_a_batch_of_envelopes_is_dead_lettered_whole():
+    entrypoint = make_consumer()
+    entrypoint._dead_letter_raw = mock.Mock()
+    for body in (b"[]", b"[1, 2", b"42", b"[" + b",".join([envelope(0).to_json()] * 11) + b"]"):
+        message = mock.Mock(headers={}, body=body)
+        entrypoint.handle_message(None, message)
+        assert entrypoint._dead_letter_raw.call_args.args[0].message is message
+    assert entrypoint._queued == []

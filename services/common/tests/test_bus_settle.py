@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from unittest import mock
 
-from common.bus import EventConsumer, PublishError
+from common.bus import EventConsumer, PublishError, _Delivery
 from common.events import Envelope
 from common.topology import consumer
 
@@ -38,7 +38,8 @@ def make_consumer() -> EventConsumer:
 def test_an_ack_on_a_lost_connection_is_logged_not_raised(caplog):
     entrypoint = make_consumer()
     message = mock.Mock(headers={})
-    assert entrypoint.handle_result(message, EVENT, worker_ctx=None, result="done") == ("done", None)
+    delivery = _Delivery(message)
+    assert entrypoint.handle_result(delivery, EVENT, worker_ctx=None, result="done") == ("done", None)
     entrypoint.queue_consumer.ack_message.assert_called_once_with(message)
     assert "delivers it again" in caplog.text
 
@@ -53,6 +54,6 @@ def test_a_requeue_on_a_lost_connection_is_logged_not_raised(caplog):
         raise RuntimeError("handler failed")
     except RuntimeError as exc:
         exc_info = (type(exc), exc, exc.__traceback__)
-    entrypoint.handle_result(message, EVENT, worker_ctx=None, exc_info=exc_info)
+    entrypoint.handle_result(_Delivery(message), EVENT, worker_ctx=None, exc_info=exc_info)
     entrypoint.queue_consumer.requeue_message.assert_called_once_with(message)
     assert "requeue" in caplog.text
