@@ -6,15 +6,13 @@
 Starts the given FerretDB binary on a free loopback port with an empty SQLite folder
 (bench/private_ferretdb.py), creates the platform's indexes, and replays, batch after batch, what the
 stages ask of the database for each message (the commands of `common.db.BlobStore`,
-`scan.service.VerdictLog`, `common.mailstore.EntryWriter` and notify's unread count, with documents of
-the same shapes):
+`scan.service.VerdictLog` and `common.mailstore.EntryWriter`, with documents of the same shapes):
 
 - ingest: the 4 KB blobs' files documents, `insert_many` of `--ingest-batch` (group commit);
 - scan: one `$in` on `_id` with the pushdown comment for the batch's blobs, its verdicts by `insert_many`;
 - spam: the same `$in`;
 - delivery: the same `$in`, the batch's mailbox entries by `insert_many` (three secondary indexes), one
-  `$inc` upsert of the mailbox's usage, a quota `find_one` every eighth batch;
-- notify: one indexed unread count per batch.
+  `$inc` upsert of the mailbox's usage, a quota `find_one` every eighth batch.
 
 Prints FerretDB's CPU time (every thread, from /proc/<pid>/task/*/schedstat) per message, overall and
 per kind of command, and its peak resident memory. The documents are the same from run to run (fixed
@@ -190,12 +188,6 @@ class Replay:
                 {"_id": MAILBOX}, {"$inc": {"used_bytes": 4096 * count}}, upsert=True
             ),
         )
-        query = {"mailbox": MAILBOX, "folder": "INBOX", "flags.seen": False}
-        n = self.timed(
-            "notify count",
-            lambda: self.db.command("count", "mailbox_entries", query=query, comment=PUSHDOWN)["n"],
-        )
-        assert n == self.next, (n, self.next)
         self.batches += 1
         return count
 

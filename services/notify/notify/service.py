@@ -1,14 +1,11 @@
 """The notify service: tells connected browsers about new mail and sends the platform's own mails.
 
 - `mail.delivered`: a transient notification on the `mail.live` exchange (routing key: the mailbox) with
-  the entry's list fields and the folder's unread count, for the webmail to show without a reload; for a
-  Quarantine entry, also a notice mail to the recipient. The list fields come with the event (its
-  `summary`, from delivery); the entry is read only when the event has none, and for a Quarantine
-  notice. Events come in batches (`common.bus.batch_event_handler`), and each folder of a batch is
-  counted once. The count is one counted after the entry was stored, on the `folder_unread` index
-  (`common.db.indexed_count`: on the project's FerretDB build a count in SQLite instead of a read of
-  every entry); notifications to the same folder that ask at the same time (within `COUNT_GATHER_SECONDS`
-  of the first) share one query (`notify.counts`).
+  the entry's list fields, for the webmail to show without a reload (the webmail counts the folder's
+  unread messages itself, for the mailboxes a browser is watching); for a Quarantine entry, also a notice
+  mail to the recipient. The list fields come with the event (its `summary`, from delivery); the entry is
+  read only when the event has none, and for a Quarantine notice. Events come in batches
+  (`common.bus.batch_event_handler`), and a batch's notifications leave together.
 - `account.reset_requested`: the reset link, mailed to the recovery address.
 - `account.password_changed`: a notice mailed to the mailbox.
 - `mail.bounced`: a French delivery status notification (RFC 3464) mailed to the sender.
@@ -28,7 +25,6 @@ import smtplib
 from email.message import EmailMessage
 
 import amqp
-from eventlet.greenpool import GreenPool
 from kombu import Connection
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
@@ -37,12 +33,11 @@ from pymongo.errors import DuplicateKeyError
 from common import mailstore
 from common.bus import batch_event_handler, corked, each_event, event_handler
 from common.config import get_settings
-from common.db import BlobNotFound, get_database, indexed_count, utcnow
+from common.db import BlobNotFound, utcnow
 from common.dependencies import BlobStoreProvider, DatabaseProvider
 from common.events import Envelope
 from common.topology import LIVE_EXCHANGE
 from notify import messages
-from notify.counts import CoalescedCounts
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +47,6 @@ ORIGINAL_HEADERS_LIMIT = 64 * 1024
 
 MAILS = Counter("notify_mails_sent_total", "Mails the platform sent, by kind.", ["kind"])
 
-#: How long the notification that starts a folder's count waits for others to share it.
-COUNT_GATHER_SECONDS = 0.01
 #: What the live notification shows of an entry, read from the entry when the event has no summary.
 _LIST_FIELDS = {
     "from": 1,
@@ -160,20 +153,6 @@ class LiveProvider(DependencyProvider):
             self.channel.close()
 
 
-class UnreadCountsProvider(DependencyProvider):
-    """Unread counts per (mailbox, folder), one query for the notifications that ask at the same time."""
-
-    def setup(self) -> None:
-        entries = get_database().mailbox_entries
-        self.counts = CoalescedCounts(
-            lambda key: indexed_count(entries, {"mailbox": key[0], "folder": key[1], "flags.seen": False}),
-            gather=COUNT_GATHER_SECONDS,
-        )
-
-    def get_dependency(self, worker_ctx) -> CoalescedCounts:
-        return self.counts
-
-
 def _entry_of_summary(summary) -> dict | None:
     """The list fields `mail.delivered` carries (delivery's `summary`), as the entry would give them."""
     if not isinstance(summary, dict):
@@ -198,26 +177,16 @@ class NotifyService:
     blobs = BlobStoreProvider()
     live = LiveProvider()
     mailer = MailerProvider()
-    unread = UnreadCountsProvider()
 
     @batch_event_handler("mail.delivered")
     def on_mail_delivered(self, envelopes: list[Envelope]) -> list[Exception | None]:
-        """Announce a batch of new entries: one unread count per (mailbox, folder) of the batch."""
+        """Announce a batch of new entries, their notifications leaving together."""
         outcomes: list[Exception | None] = [None] * len(envelopes)
-        keys = list(dict.fromkeys((e.payload["mailbox"], e.payload["folder"]) for e in envelopes))
-        counts = dict(zip(keys, GreenPool(len(keys)).imap(self._unread, keys), strict=True))
-        unread = [counts[(e.payload["mailbox"], e.payload["folder"])] for e in envelopes]
         with self.live.corked():
-            each_event(envelopes, unread, outcomes, self._announce)
+            each_event(envelopes, [None] * len(envelopes), outcomes, self._announce)
         return outcomes
 
-    def _unread(self, key: tuple[str, str]) -> int | Exception:
-        try:
-            return self.unread.get(key)
-        except Exception as exc:  # noqa: BLE001 - the outcome of the events of that folder
-            return exc
-
-    def _announce(self, envelope: Envelope, unread: int) -> None:
+    def _announce(self, envelope: Envelope, _: None) -> None:
         payload = envelope.payload
         entry = _entry_of_summary(payload.get("summary"))
         if entry is None or payload["folder"] == mailstore.QUARANTINE:
@@ -236,7 +205,6 @@ class NotifyService:
                 "snippet": entry.get("snippet", ""),
                 "has_attachments": entry.get("has_attachments", False),
                 "received_at": entry.get("received_at"),
-                "unread": unread,
             },
         )
         LIVE.inc()

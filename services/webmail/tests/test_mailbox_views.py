@@ -303,3 +303,40 @@ def test_drafts_open_in_the_editor(database):
         assert "Reprendre le brouillon" in page and "/ecrire?repondre=" not in page
 
     run(database, body)
+
+
+def test_a_live_notification_reaches_the_browser_with_the_folder_unread_count(database):
+    """notify publishes the entry's fields only; the webmail counts the folder's unread messages when it
+    relays the notification to a watching browser, after the entry was stored."""
+    import json
+
+    from kombu import Connection, Producer
+
+    from common.topology import LIVE_EXCHANGE
+
+    async def body(web, me, other):
+        ids = [deliver(database, me, mail(f"Message {n}")) for n in range(3)]
+        database.mailbox_entries.update_one({"_id": ids[0]}, {"$set": {"flags.seen": True}})
+        deliver(database, me, mail("Indésirable"), folder="Junk")
+        response = await web.client.get("/evenements", headers=web._headers(None))
+        assert response.status == 200
+
+        async def event(name: str) -> dict:
+            while True:
+                line = await asyncio.wait_for(response.content.readline(), 15)
+                if line.decode().strip() == f"event: {name}":
+                    data = await response.content.readline()
+                    return json.loads(data.decode().removeprefix("data: "))
+
+        await event("pret")
+        with Connection(get_settings().amqp_url) as connection:
+            producer = Producer(connection.channel(), exchange=LIVE_EXCHANGE)
+            for folder, entry in (("INBOX", ids[2]), ("Junk", "j")):
+                notification = {"type": "new_mail", "mailbox": me, "folder": folder, "entry_id": entry}
+                producer.publish(json.dumps(notification), routing_key=me, content_type="application/json")
+        inbox, junk = await event("new_mail"), await event("new_mail")
+        assert (inbox["folder"], inbox["entry_id"], inbox["unread"]) == ("INBOX", ids[2], 2)
+        assert (junk["folder"], junk["unread"]) == ("Junk", 1)
+        response.close()
+
+    run(database, body)

@@ -658,6 +658,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if hub is None:
         return response
     stream = hub.subscribe(session.address)
+    mailbox = _mailbox(request)
     token = request.cookies.get(cookie_name(request.app[SETTINGS]), "")
     try:
         while True:
@@ -674,7 +675,15 @@ async def events(request: web.Request) -> web.StreamResponse:
             if notification.get("type") == "ready":
                 await response.write(b"event: pret\ndata: {}\n\n")
                 continue
-            await response.write(_sse(notification))
+            # Counted here, for the mailboxes a browser is watching, rather than by notify for every
+            # delivery; after the entry was stored (notify publishes once it is), so it includes it.
+            folder = str(notification.get("folder", ""))
+            try:
+                unread = await run_sync(mailbox.unread, folder)
+            except Exception:  # the stream ends; the browser reconnects and reloads what it shows
+                log.warning("cannot count the unread messages of a live notification", exc_info=True)
+                break
+            await response.write(_sse(notification, unread))
     except ConnectionResetError:
         pass  # the browser left
     finally:
@@ -694,8 +703,8 @@ def _session_alive(request: web.Request, token: str) -> bool:
     return now < expires and now - last_seen < store.idle
 
 
-def _sse(notification: dict[str, Any]) -> bytes:
-    """One `new_mail` event: only what the page shows, the unread count and the row's folder."""
+def _sse(notification: dict[str, Any], unread: int) -> bytes:
+    """One `new_mail` event: only what the page shows, the folder's unread count and the row's folder."""
     folder = str(notification.get("folder", ""))
     data = {
         "type": "new_mail",
@@ -703,7 +712,7 @@ def _sse(notification: dict[str, Any]) -> bytes:
         "entry_id": str(notification.get("entry_id", "")),
         "from": person(notification.get("from") if isinstance(notification.get("from"), dict) else None),
         "subject": str(notification.get("subject") or "(sans objet)")[:300],
-        "unread": int(notification.get("unread") or 0),
+        "unread": unread,
     }
     return f"event: new_mail\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
