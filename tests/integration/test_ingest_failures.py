@@ -126,6 +126,9 @@ def test_a_store_that_fails_after_writing_leaves_no_blob(database, publisher, di
 class BrokenDirectory:
     """A directory with a bug: raises something the handler does not expect."""
 
+    def known(self, address):
+        return None
+
     def resolve(self, address):
         raise ValueError("unexpected")
 

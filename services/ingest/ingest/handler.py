@@ -28,7 +28,6 @@ from ingest import codes, metrics
 from ingest.commit import CommitFailed, Committer
 from ingest.message import ReceivedInfo, protocol_name, stored_message
 from ingest.recipients import (
-    CachedRecipients,
     DirectoryUnavailable,
     Login,
     RecipientDirectory,
@@ -293,12 +292,12 @@ class IngestHandler:
         return resolution.status == "local" and resolution.mailbox == account
 
     async def _resolve(self, address: str) -> Resolution:
-        """The directory's answer for `address`. A fresh answer `CachedRecipients` remembers is taken on
-        the event loop: a thread round trip per RCPT cost more than the lookup itself."""
-        if isinstance(self.directory, CachedRecipients):
-            cached = self.directory.cached(address)
-            if cached is not None:
-                return cached
+        """The directory's answer for `address`. An answer the directory knows without a call (remembered
+        by `CachedRecipients`, or an outside address) is taken on the event loop: a thread round trip per
+        RCPT cost more than the lookup itself."""
+        known = self.directory.known(address)
+        if known is not None:
+            return known
         return await self._directory_call(self.directory.resolve, address)
 
     async def _directory_call(self, fn: Any, *args: Any) -> Any:

@@ -61,7 +61,13 @@ class Login:
 
 
 class RecipientDirectory(Protocol):
-    """What ingest needs from the directory. Implementations block; call them from a thread."""
+    """What ingest needs from the directory. `resolve` and `authenticate` block: call them from a
+    thread; `known` never does."""
+
+    def known(self, address: str) -> Resolution | None:
+        """The answer for `address` when it needs no directory call (an outside address, a remembered
+        one), else None; never blocks, so the SMTP handler asks it on the event loop first."""
+        ...
 
     def resolve(self, address: str) -> Resolution:
         """Classify an envelope recipient (raises DirectoryUnavailable)."""
@@ -118,6 +124,9 @@ class DirectoryRecipients:
     def __init__(self, client: Any, mail_domain: str):
         self._client = client
         self._mail_domain = mail_domain
+
+    def known(self, address: str) -> Resolution | None:
+        return None if is_local_domain(address, self._mail_domain) else Resolution("external", address)
 
     def resolve(self, address: str) -> Resolution:
         if not is_local_domain(address, self._mail_domain):
@@ -187,9 +196,12 @@ class CachedRecipients:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[float, Resolution]] = OrderedDict()
 
-    def cached(self, address: str) -> Resolution | None:
-        """The remembered answer for `address` if it is still fresh, else None; never blocks on the
-        directory, so the SMTP handler calls it on the event loop before handing `resolve` to a thread."""
+    def known(self, address: str) -> Resolution | None:
+        """The remembered answer for `address` if it is still fresh, else what the wrapped directory
+        knows without a call (an outside address), else None."""
+        return self._remembered(address) or self._directory.known(address)
+
+    def _remembered(self, address: str) -> Resolution | None:
         key = address.lower()
         now = self._clock()
         with self._lock:
@@ -202,7 +214,7 @@ class CachedRecipients:
         return None
 
     def resolve(self, address: str) -> Resolution:
-        cached = self.cached(address)
+        cached = self._remembered(address)
         if cached is not None:
             return cached
         key = address.lower()
@@ -235,6 +247,9 @@ class StaticDirectory:
     passwords: dict[str, str] = field(default_factory=dict)
     fail: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def known(self, address: str) -> Resolution | None:
+        return None if is_local_domain(address, self.mail_domain) else Resolution("external", address)
 
     def resolve(self, address: str) -> Resolution:
         if not is_local_domain(address, self.mail_domain):

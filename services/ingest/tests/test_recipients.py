@@ -161,12 +161,13 @@ def test_cached_answers_without_asking_the_directory_and_only_fresh_deliverable_
     now = [0.0]
     directory = StaticDirectory(DOMAIN, mailboxes={f"camille.martin@{DOMAIN}"})
     cached = CachedRecipients(directory, ttl=10, clock=lambda: now[0])
-    assert cached.cached(f"camille.martin@{DOMAIN}") is None  # never asked yet
+    assert cached.known(f"camille.martin@{DOMAIN}") is None  # never asked yet
     cached.resolve(f"camille.martin@{DOMAIN}")
     cached.resolve(f"inconnu@{DOMAIN}")
     calls = len(directory.calls)
-    assert cached.cached(f"Camille.Martin@{DOMAIN}") == Resolution("local", f"camille.martin@{DOMAIN}")
-    assert cached.cached(f"inconnu@{DOMAIN}") is None  # refusals are not remembered
+    assert cached.known(f"Camille.Martin@{DOMAIN}") == Resolution("local", f"camille.martin@{DOMAIN}")
+    assert cached.known(f"inconnu@{DOMAIN}") is None  # refusals are not remembered
     assert len(directory.calls) == calls
+    assert cached.known("ext@exemple.org") == Resolution("external", "ext@exemple.org")  # no call needed
     now[0] = 10.5
-    assert cached.cached(f"camille.martin@{DOMAIN}") is None  # expired
+    assert cached.known(f"camille.martin@{DOMAIN}") is None  # expired
