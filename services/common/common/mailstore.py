@@ -34,6 +34,7 @@ from pymongo.errors import BulkWriteError
 from common.db import insert_outcomes
 from common.groupcommit import GroupCommit
 from common.mailparse import message_from_bytes
+from common.memo import remember_short
 
 #: Folders every mailbox has, by their internal names (the webmail shows French labels).
 INBOX, SENT, DRAFTS, JUNK, QUARANTINE, TRASH = "INBOX", "Sent", "Drafts", "Junk", "Quarantine", "Trash"
@@ -362,12 +363,10 @@ class _RememberingHeaderFactory(email.headerregistry.HeaderRegistry):
 
     def __init__(self):
         super().__init__()
-        self._remembered = functools.lru_cache(maxsize=4096)(super().__call__)
+        self._make = remember_short(super().__call__, longest=512)
 
     def __call__(self, name, value):
-        if isinstance(value, str) and len(value) <= 512:
-            return self._remembered(name, value)
-        return super().__call__(name, value)
+        return self._make(name, value)
 
 
 _POLICY = email.policy.default.clone(header_factory=_RememberingHeaderFactory())

@@ -21,13 +21,13 @@ import email.header
 import email.policy
 import email.quoprimime
 import email.utils
-import functools
 import html
 import re
 from dataclasses import dataclass, field
 from email.message import Message
 
 from common.mailparse import message_from_bytes
+from common.memo import remember_short
 
 #: Bytes of a raw message that are parsed; the rest is ignored (attachments far down, huge bodies).
 MAX_RAW_BYTES = 256 * 1024
@@ -223,13 +223,9 @@ def _address(address: str) -> str:
     return "" if _COLLECTOR_RE.search(address) else address
 
 
-def _parse_address(value: str) -> tuple[str, str]:
-    """`email.utils.parseaddr` of a decoded header value, remembered for short values: the same senders
-    come back from message to message, and the parse goes through the value character by character."""
-    return _remembered_address(value) if len(value) <= 1024 else email.utils.parseaddr(value)
-
-
-_remembered_address = functools.lru_cache(maxsize=4096)(email.utils.parseaddr)
+#: `email.utils.parseaddr` of a decoded header value, remembered for short values (`common.memo`): the
+#: same senders come back from message to message.
+_parse_address = remember_short(email.utils.parseaddr)
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
