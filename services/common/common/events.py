@@ -186,12 +186,7 @@ class Envelope:
     def from_wire(cls, body: bytes | str | Mapping[str, Any]) -> Envelope:
         """Parse and validate an envelope received from the bus; raises InvalidEvent."""
         if isinstance(body, bytes | str):
-            if len(body) > MAX_ENVELOPE_BYTES:
-                raise InvalidEvent(f"envelope of {len(body)} bytes exceeds {MAX_ENVELOPE_BYTES}")
-            try:
-                body = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise InvalidEvent(f"envelope is not JSON: {exc}") from None
+            body = _decoded(body)
         if not isinstance(body, Mapping):
             raise InvalidEvent("envelope is not a JSON object")
         expected = {"event_id", "type", "version", "occurred_at", "trace_id", "source", "payload"}
@@ -244,12 +239,7 @@ def wire_items(body: bytes | str) -> list[Any]:
     `Envelope.from_wire`: the object itself, or the elements of a batch's array. Raises InvalidEvent
     when the body as a whole is unusable (too large, not JSON, neither an object nor a non-empty array
     of at most `WIRE_BATCH_MAX` elements)."""
-    if len(body) > MAX_ENVELOPE_BYTES:
-        raise InvalidEvent(f"message of {len(body)} bytes exceeds {MAX_ENVELOPE_BYTES}")
-    try:
-        decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"envelope is not JSON: {exc}") from None
+    decoded = _decoded(body)
     if isinstance(decoded, dict):
         return [decoded]
     if not isinstance(decoded, list):
@@ -257,6 +247,16 @@ def wire_items(body: bytes | str) -> list[Any]:
     if not decoded or len(decoded) > WIRE_BATCH_MAX:
         raise InvalidEvent(f"a batch of {len(decoded)} envelopes (1 to {WIRE_BATCH_MAX} expected)")
     return decoded
+
+
+def _decoded(body: bytes | str) -> Any:
+    """The JSON of a message's body, at most MAX_ENVELOPE_BYTES; raises InvalidEvent."""
+    if len(body) > MAX_ENVELOPE_BYTES:
+        raise InvalidEvent(f"envelope of {len(body)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"envelope is not JSON: {exc}") from None
 
 
 def _isoformat(moment: dt.datetime) -> str:
