@@ -194,7 +194,7 @@ def _wire_messages(items: list[_Outgoing]) -> list[_Wire]:
         if item.exchange is EVENTS_EXCHANGE and not item.headers:
             by_type.setdefault(item.routing_key, []).append(index)
         else:
-            wires.append(_wire(items, [index]))
+            wires.append(_wire(items, [index], [item.envelope.to_json()]))
     for indexes in by_type.values():
         encoded = [items[index].envelope.to_json() for index in indexes]
         start, size = 0, 0
@@ -209,18 +209,16 @@ def _wire_messages(items: list[_Outgoing]) -> list[_Wire]:
     return wires
 
 
-def _wire(items: list[_Outgoing], indexes: list[int], encoded: list[bytes] | None = None) -> _Wire:
-    """The message carrying the items at `indexes` (their envelopes already encoded, if given)."""
+def _wire(items: list[_Outgoing], indexes: list[int], encoded: list[bytes]) -> _Wire:
+    """The message carrying the items at `indexes`, whose envelopes `encoded` holds."""
     first = items[indexes[0]]
     envelope = first.envelope
     if len(indexes) == 1:
-        body = encoded[0] if encoded else envelope.to_json()
         message_id, headers = envelope.event_id, {"x-trace-id": envelope.trace_id, **first.headers}
     else:
-        body = wire_body(encoded or [items[index].envelope.to_json() for index in indexes])
         message_id, headers = uuid.uuid4().hex, {"x-event-count": len(indexes)}
     message = amqp.Message(
-        body,
+        wire_body(encoded),
         delivery_mode=2,
         content_type="application/json",
         content_encoding="utf-8",
