@@ -62,6 +62,26 @@ def running_stages(
             process.stop()
 
 
+class QueueEvents:
+    """The events of the messages waiting in a queue, taken without acks: one envelope at a time, a
+    batch's envelopes in turn (`common.events.wire_items`)."""
+
+    def __init__(self, channel, queue_name: str):
+        self.channel, self.queue_name = channel, queue_name
+        self._waiting: collections.deque = collections.deque()
+
+    def take(self) -> list | None:
+        """The envelopes (decoded JSON) of the next message waiting, None when none is."""
+        message = self.channel.basic_get(self.queue_name, no_ack=True)
+        return wire_items(message.body) if message else None
+
+    def get(self) -> dict | None:
+        """The next event, None when none is waiting."""
+        if not self._waiting:
+            self._waiting.extend(self.take() or ())
+        return self._waiting.popleft() if self._waiting else None
+
+
 class EventTap:
     """An exclusive queue of its own bound to an event type, to watch what the pipeline publishes.
 
@@ -82,24 +102,17 @@ class EventTap:
             durable=False,
         )(self.connection.default_channel)
         self.queue.declare()
-        self._waiting: collections.deque = collections.deque()
+        self.events = QueueEvents(self.connection.default_channel, self.queue.name)
         self.counted = 0
 
-    def _take(self) -> list | None:
-        """The envelopes (decoded JSON) of the next message waiting, None when none is."""
-        message = self.connection.default_channel.basic_get(self.queue.name, no_ack=True)
-        return wire_items(message.body) if message else None
-
     def get(self) -> dict | None:
-        """The next event published, one envelope at a time (a batch's envelopes in turn)."""
-        if not self._waiting:
-            self._waiting.extend(self._take() or ())
-        return self._waiting.popleft() if self._waiting else None
+        """The next event published, None when none is waiting."""
+        return self.events.get()
 
     def count(self) -> int:
         """How many events were published so far (the messages waiting are taken and counted, not kept;
         do not mix with `get`)."""
-        while (envelopes := self._take()) is not None:
+        while (envelopes := self.events.take()) is not None:
             self.counted += len(envelopes)
         return self.counted
 

@@ -9,7 +9,6 @@ test passes in.
 from __future__ import annotations
 
 import asyncio
-import collections
 import socket
 import ssl
 import threading
@@ -22,12 +21,12 @@ import pytest
 from kombu import Connection
 
 from common.config import get_settings
-from common.events import wire_items
 from common.topology import ConsumerSpec, declare, register_consumer
 from ingest.server import IngestLimits
 from ingest.service import IngestService
 from ingest.tls import ensure_self_signed, server_context
 from tests.helpers import free_port
+from tests.pipeline import QueueEvents
 
 DOMAIN = get_settings().mail_domain
 
@@ -189,18 +188,15 @@ class EventReader:
         self.channel = self.connection.channel()
         declare(self.channel, [EVENTS])
         self.channel.queue_purge(EVENTS.queue_name)
-        self._waiting: collections.deque = collections.deque()
+        self.events = QueueEvents(self.channel, EVENTS.queue_name)
 
     def get(self, timeout: float = 10.0) -> dict | None:
         deadline = time.monotonic() + timeout
-        while self._waiting or time.monotonic() < deadline:
-            if not self._waiting:
-                message = self.channel.basic_get(EVENTS.queue_name, no_ack=True)
-                if message is None:
-                    time.sleep(0.05)
-                    continue
-                self._waiting.extend(wire_items(message.body))  # one envelope, or a batch
-            event = self._waiting.popleft()
+        while time.monotonic() < deadline:
+            event = self.events.get()
+            if event is None:
+                time.sleep(0.05)
+                continue
             if event.get("payload", {}).get("message_id") in ISSUED_IDS:
                 return event
         return None
