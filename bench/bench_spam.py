@@ -41,6 +41,7 @@ from spam import corpus
 from spam.metrics import evaluate
 from spam.train import rich_progress
 from spam.training import LabelledMessage, TrainingParams, train_model
+from tests.helpers import free_port
 
 console = Console(stderr=True)
 
@@ -142,12 +143,6 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,7 +182,7 @@ def run_spamassassin(train: list[corpus.Sample], test: list[corpus.Sample], home
     for path in (home, bayes, *bayes.iterdir()):
         path.chmod((path.stat().st_mode | 0o555) if path.is_dir() else 0o644)
 
-    port = _free_port()
+    port = free_port()
     cpu_started = _children_cpu()
     log = (home / "spamd.log").open("w")
     spamd = subprocess.Popen(

@@ -27,18 +27,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.helpers import free_port
+
 POSTFIX = "/usr/sbin/postfix"
 MASTER_PROTO = Path("/etc/postfix/master.cf.proto")
 
 
 class PostfixUnavailable(RuntimeError):
     """Debian's Postfix is not installed (`scripts/bootstrap.sh bench` installs it)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _master_cf(port: int) -> str:
@@ -72,7 +68,7 @@ class PrivatePostfix:
         self.data = self.folder / "lib"
         self.mail = self.folder / "mail"
         self.log = self.folder / "postfix.log"
-        self.port = _free_port()
+        self.port = free_port()
 
     def _main_cf(self, owner: pwd.struct_passwd) -> str:
         table = ", ".join(f"{address}={address.partition('@')[0]}/" for address in self.mailboxes)

@@ -3,20 +3,60 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Where `free_port` picks ports: below the kernel's ephemeral range (and above the ports the stack's
+#: own infrastructure listens on, such as RabbitMQ's 25672 and FerretDB's 27017).
+PORTS_FROM = 30000
+
+
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to outgoing connections (and to a bind to port 0)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def _ports() -> Iterator[int]:
+    """Ports below the ephemeral range, from a random start, each handed out once per process (none when
+    the ephemeral range leaves no room)."""
+    span = range(PORTS_FROM, _ephemeral_ports().start)
+    if len(span) >= 500:
+        start = random.randrange(len(span))
+        yield from span[start:]
+        yield from span[:start]
+
+
+_PORTS = _ports()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a service a test starts.
+
+    It is outside the ephemeral range: a port from there (what binding to port 0 gives) can be taken as
+    the local end of any outgoing connection, the services' own included, between the moment it is
+    picked and the moment the service binds it.
+    """
+    for port in _PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

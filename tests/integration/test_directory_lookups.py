@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from common.config import get_settings
 from directory.client import DirectoryClient, DirectoryUnavailable
 from directory.demo import DEMO_ACCOUNTS, seed_demo
 from directory.testing import TEST_ESTABLISHMENTS, DirectoryHarness, make_person
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -116,14 +116,8 @@ def test_seed_demo_is_idempotent(database):
         assert h.directory.accounts.count_documents({"synthetic": True}) == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_python_m_directory_serves_and_stops_on_sigterm(database):
-    grpc_port, metrics_port = _free_port(), _free_port()
+    grpc_port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "DIRECTORY_ADDRESS": f"127.0.0.1:{grpc_port}",
