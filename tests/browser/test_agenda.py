@@ -1,7 +1,8 @@
 """The calendar in a real browser against the whole platform: a weekly meeting with two colleagues invited
 through the real mail path (submission → scan → spam → delivery), each answering from their own mailbox,
 the organiser seeing the answers; export and re-import with exceptions; a reminder e-mail; an invitation
-from outside the academy; another user's event by id."""
+from outside the academy; another user's event by id; the week as an hour grid on a wide screen and a
+list on a phone."""
 
 from __future__ import annotations
 
@@ -255,6 +256,63 @@ def test_an_invitation_from_outside_the_academy(platform, page):
     expect(page.get_by_text(re.compile("Réponse « Peut-être »"))).to_be_visible()
     stored = store.find_uid(people["Louis"], uid)
     assert len(stored) == 1 and stored[0].external
+
+
+def test_the_week_is_an_hour_grid_on_a_wide_screen_and_a_list_on_a_phone(platform, browser):
+    from webmail.agenda.model import EventInput
+    from webmail.agenda.store import AgendaStore
+
+    people = platform["people"]
+    store = AgendaStore(platform["db"])
+    monday = next_monday(5)
+    tag = uuid.uuid4().hex[:6]
+
+    def add(title: str, start: str, end: str, weekday: int = 0) -> None:
+        day = monday + dt.timedelta(days=weekday)
+        store.create(
+            people["Alice"],
+            EventInput(
+                summary=f"{title} {tag}",
+                start=dt.datetime.combine(day, dt.time.fromisoformat(start), PARIS),
+                end=dt.datetime.combine(day, dt.time.fromisoformat(end), PARIS),
+                tz="Europe/Paris",
+            ),
+        )
+
+    add("Cours", "08:00", "10:00")
+    add("Conseil", "10:00", "11:00")
+    add("Parents", "10:30", "12:00")
+    add("Jury", "10:00", "11:00", weekday=2)
+    context = browser.new_context(
+        base_url=platform["url"], locale="fr-FR", viewport={"width": 1366, "height": 900}
+    )
+    page = context.new_page()
+    login(page, people["Alice"], PASSWORD)
+    page.goto(f"/agenda/semaine?date={monday.isoformat()}")
+
+    def box(title: str) -> dict:
+        return page.get_by_role("link", name=re.compile(f"{title} {tag}")).bounding_box()
+
+    cours, conseil, parents, jury = box("Cours"), box("Conseil"), box("Parents"), box("Jury")
+    hour = cours["height"] / 2
+    assert hour > 20  # an hour is drawn, not a line of a list
+    assert abs(conseil["y"] - (cours["y"] + 2 * hour)) < 3 and abs(conseil["height"] - hour) < 3
+    assert abs(parents["y"] - (conseil["y"] + hour / 2)) < 3  # 10:30
+    # Conseil and Parents overlap: side by side, each half of the day's width; Cours has it whole.
+    assert conseil["x"] + conseil["width"] <= parents["x"] + 1
+    assert conseil["width"] < cours["width"] * 0.6 and parents["width"] < cours["width"] * 0.6
+    # Wednesday's 10:00 is at Monday's 10:00: every day of the week has the same scale.
+    assert abs(jury["y"] - conseil["y"]) < 2 and jury["x"] > parents["x"]
+    assert axe_violations(page) == []
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    cours, conseil, parents = box("Cours"), box("Conseil"), box("Parents")
+    assert (
+        conseil["y"] > cours["y"] + cours["height"] - 1
+        and parents["y"] > conseil["y"] + conseil["height"] - 1
+    )
+    assert abs(conseil["width"] - cours["width"]) < 2 and abs(conseil["x"] - parents["x"]) < 2
+    context.close()
 
 
 def test_calendar_views_on_a_phone(platform, browser):

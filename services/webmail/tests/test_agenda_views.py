@@ -156,6 +156,25 @@ def test_create_a_weekly_event_and_see_it_in_day_week_and_month(database):
     run(database, body)
 
 
+def test_the_week_places_each_event_on_the_hour_grid(database):
+    """The 10:00–11:00 weekly event starts on row 9 of a grid from 08:00 (quarter-hour rows), spans four
+    rows, alone in its lane; the page links the stylesheet that defines those classes."""
+
+    async def body(web, camille, _louis_web, _louis):
+        response, _ = await post(web, "/agenda/nouveau", event_form(repetition="semaine", titre="Grille"))
+        assert response.status == 303
+        _, week = await web.get("/agenda/semaine?date=2026-03-18")
+        assert re.search(r'<li class="agenda-l9 agenda-h4 agenda-v0-1">\s*<a class="agenda-evenement', week)
+        assert week.count("agenda-rangees-40") == 8  # the hour labels and the seven days: 08:00–18:00
+        assert '<link rel="stylesheet" href="/agenda/grille.css">' in week
+        css = await web.client.get("/agenda/grille.css")
+        assert css.status == 200 and css.content_type == "text/css"
+        text = await css.text()
+        assert ".agenda-l9 { grid-row-start: 9; }" in text and ".agenda-h4 { grid-row-end: span 4; }" in text
+
+    run(database, body)
+
+
 def test_daylight_saving_change_keeps_paris_wall_clock(database):
     """Europe/Paris moves to summer time on 29 March 2026: the 10:00 meeting stays at 10:00."""
 

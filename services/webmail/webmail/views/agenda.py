@@ -55,6 +55,7 @@ from common.db import BlobNotFound, indexed_find, purge_expired, utcnow
 from common.mailstore import INBOX
 from webmail import french, submission
 from webmail.agenda import freebusy, ics, itip
+from webmail.agenda import grid as hour_grid
 from webmail.agenda.errors import (
     AgendaError,
     CalendarImportError,
@@ -433,17 +434,33 @@ async def calendar_page(request: web.Request) -> web.Response:
         )
         current += dt.timedelta(days=1)
     weeks = [days[i : i + 7] for i in range(0, len(days), 7)]
+    grid = None
+    if view != "mois":
+        grid = hour_grid.layout((d["date"], d["events"]) for d in days)
+        for d in days:
+            d["timed"], d["all_day"] = grid.days[d["date"]], grid.all_day[d["date"]]
     context = {
         "nav": "agenda",
         "title": _title(view, first, end, day),
         "days": days,
         "weeks": weeks,
+        "grid": grid,
         "count": len(items),
         "error": error,
         "weekdays": [d.capitalize() for d in french.DAYS],
         **_toolbar(view, day),
     }
     return await render(request, "agenda/calendar.html", context)
+
+
+_GRID_CSS = hour_grid.grid_css()
+
+
+async def grid_stylesheet(request: web.Request) -> web.Response:
+    """The rules of the hour grid's classes (`webmail.agenda.grid`): the same for everyone, cacheable."""
+    return web.Response(
+        text=_GRID_CSS, content_type="text/css", headers={"Cache-Control": "public, max-age=86400"}
+    )
 
 
 # --- the event form -----------------------------------------------------------------------------------
@@ -1602,6 +1619,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/agenda/evenement/{event_id}/deplacer", move_submit)
     app.router.add_post("/agenda/evenement/{event_id}/supprimer", delete_submit)
     app.router.add_post("/agenda/evenement/{event_id}/repondre", answer_submit)
+    app.router.add_get("/agenda/grille.css", grid_stylesheet)
     app.router.add_get("/agenda/{view}", calendar_page)
 
 
