@@ -88,8 +88,8 @@ def _lanes(segments: list[Placed]) -> list[Placed]:
     """Each segment with its lane and its cluster's lane count (input sorted by start, longest first)."""
     placed: list[Placed] = []
     cluster: list[tuple[Placed, int]] = []
-    lane_ends: list[int] = []
-    cluster_end = -1
+    lane_ends: list[int] = []  # per lane of the cluster, where its last segment ends
+    cluster_end = 0
 
     def close() -> None:
         lanes = min(len(lane_ends), MAX_LANES)
@@ -100,7 +100,7 @@ def _lanes(segments: list[Placed]) -> list[Placed]:
         # The rows it is drawn on: from the start's quarter hour to the end's, at least one.
         shown_start = seg.start - seg.start % SLOT_MINUTES
         shown_end = max(-(-seg.end // SLOT_MINUTES) * SLOT_MINUTES, shown_start + SLOT_MINUTES)
-        if cluster and shown_start >= cluster_end:
+        if cluster and shown_start >= cluster_end:  # overlaps nothing before it: a new cluster
             close()
             cluster, lane_ends = [], []
         lane = next((i for i, free_at in enumerate(lane_ends) if free_at <= shown_start), len(lane_ends))
@@ -109,7 +109,7 @@ def _lanes(segments: list[Placed]) -> list[Placed]:
         else:
             lane_ends[lane] = shown_end
         cluster.append((seg, lane))
-        cluster_end = max(cluster_end, shown_end) if len(cluster) > 1 else shown_end
+        cluster_end = max(lane_ends)
     if cluster:
         close()
     return placed
