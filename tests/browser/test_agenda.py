@@ -304,6 +304,13 @@ def test_the_week_is_an_hour_grid_on_a_wide_screen_and_a_list_on_a_phone(platfor
     # Wednesday's 10:00 is at Monday's 10:00: every day of the week has the same scale.
     assert abs(jury["y"] - conseil["y"]) < 2 and jury["x"] > parents["x"]
     assert axe_violations(page) == []
+    # A click on Tuesday's 14:00 (a free quarter hour) opens the new-event form at that time.
+    tuesday = monday + dt.timedelta(days=1)
+    page.locator(f'ul[data-jour="{tuesday.isoformat()}"]').click(position={"x": 10, "y": 6 * hour + hour / 8})
+    page.wait_for_url("**/agenda/nouveau**")
+    expect(page.get_by_label("Date de début", exact=True)).to_have_value(tuesday.isoformat())
+    expect(page.get_by_label("Heure de début", exact=True)).to_have_value("14:00")
+    page.go_back()
 
     page.set_viewport_size({"width": 390, "height": 844})
     cours, conseil, parents = box("Cours"), box("Conseil"), box("Parents")
