@@ -3,11 +3,13 @@
 Everything goes through `webmail.agenda` with the session's address as owner, so no page can read or
 change another user's calendar: an event id that is not the user's answers 404, exactly like a missing one.
 Pages work without JavaScript (forms, POST then redirect); static/agenda.js only keeps the slot-picker link
-in step with the form's participants and date.
+in step with the form's participants and date, asks before a deletion and turns a click on the hour grid
+into a new event at that time.
 
 Routes:
 
-- `GET /agenda` → the week; `GET /agenda/{jour|semaine|mois}?date=AAAA-MM-JJ` a view;
+- `GET /agenda` → the week; `GET /agenda/{jour|semaine|mois}?date=AAAA-MM-JJ` a view (day and week on
+  the hour grid of `webmail.agenda.grid`, whose rules are `GET /agenda/grille.css`);
 - `GET|POST /agenda/nouveau` the new-event form (`?debut=&fin=&participants=` prefill it);
 - `GET /agenda/evenement/{id}?occurrence=…` an event (or one occurrence of a series);
 - `GET|POST /agenda/evenement/{id}/modifier`, `POST …/deplacer`, `POST …/supprimer` with a scope
