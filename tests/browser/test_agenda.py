@@ -267,7 +267,7 @@ def test_the_week_is_an_hour_grid_on_a_wide_screen_and_a_list_on_a_phone(platfor
     monday = next_monday(5)
     tag = uuid.uuid4().hex[:6]
 
-    def add(title: str, start: str, end: str, weekday: int = 0) -> None:
+    def add(title: str, start: str, end: str, weekday: int = 0, rrule: str | None = None) -> None:
         day = monday + dt.timedelta(days=weekday)
         store.create(
             people["Alice"],
@@ -276,6 +276,7 @@ def test_the_week_is_an_hour_grid_on_a_wide_screen_and_a_list_on_a_phone(platfor
                 start=dt.datetime.combine(day, dt.time.fromisoformat(start), PARIS),
                 end=dt.datetime.combine(day, dt.time.fromisoformat(end), PARIS),
                 tz="Europe/Paris",
+                rrule=rrule,
             ),
         )
 
@@ -283,6 +284,7 @@ def test_the_week_is_an_hour_grid_on_a_wide_screen_and_a_list_on_a_phone(platfor
     add("Conseil", "10:00", "11:00")
     add("Parents", "10:30", "12:00")
     add("Jury", "10:00", "11:00", weekday=2)
+    add("Permanence", "16:00", "17:00", weekday=3, rrule="FREQ=WEEKLY;COUNT=3")
     context = browser.new_context(
         base_url=platform["url"], locale="fr-FR", viewport={"width": 1366, "height": 900}
     )
@@ -311,14 +313,53 @@ def test_the_week_is_an_hour_grid_on_a_wide_screen_and_a_list_on_a_phone(platfor
     expect(page.get_by_label("Date de début", exact=True)).to_have_value(tuesday.isoformat())
     expect(page.get_by_label("Heure de début", exact=True)).to_have_value("14:00")
     page.go_back()
+    # Cours (Monday 08:00–10:00) dragged by the mouse to Wednesday, its top at 14:00: moved there, length kept.
+    page.mouse.move(cours["x"] + 20, cours["y"] + hour)
+    page.mouse.down()
+    wednesday = page.locator(f'ul[data-jour="{(monday + dt.timedelta(days=2)).isoformat()}"]').bounding_box()
+    for step in range(1, 11):
+        page.mouse.move(
+            cours["x"] + 20 + (wednesday["x"] + 30 - cours["x"] - 20) * step / 10,
+            cours["y"] + hour + 6 * hour * step / 10,  # held an hour below its top: the top goes to 14:00
+        )
+    with page.expect_navigation():  # the page reloads once the move is stored
+        page.mouse.up()
+    expect(page.get_by_text("Événement déplacé.")).to_be_visible()
+    moved = [o for o in occurrences(platform["db"], people["Alice"], monday) if o[0] == f"Cours {tag}"]
+    wednesday_day = monday + dt.timedelta(days=2)
+    assert [(o[1], o[2]) for o in moved] == [
+        (
+            dt.datetime.combine(wednesday_day, dt.time(14), PARIS).isoformat(),
+            dt.datetime.combine(wednesday_day, dt.time(16), PARIS).isoformat(),
+        )
+    ]
+    cours, jury = box("Cours"), box("Jury")  # the page has the message above it now
+    assert abs(cours["y"] - (jury["y"] + 4 * hour)) < 3 and abs(cours["x"] - jury["x"]) < 3
+    # One occurrence of a series: moved after a confirmation, the others stay (Thursday 16:00 to Friday).
+    permanence = box("Permanence")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.mouse.move(permanence["x"] + 20, permanence["y"] + 5)
+    page.mouse.down()
+    for step in range(1, 6):
+        page.mouse.move(permanence["x"] + 20 + permanence["width"] * 1.2 * step / 5, permanence["y"] + 5)
+    with page.expect_navigation():  # the page reloads once the move is stored
+        page.mouse.up()
+    expect(page.get_by_text("Événement déplacé.")).to_be_visible()
+    starts = [
+        o[1] for o in occurrences(platform["db"], people["Alice"], monday) if o[0] == f"Permanence {tag}"
+    ]
+    assert starts == [
+        dt.datetime.combine(monday + dt.timedelta(days=days), dt.time(16), PARIS).isoformat()
+        for days in (4, 10, 17)
+    ]
 
     page.set_viewport_size({"width": 390, "height": 844})
-    cours, conseil, parents = box("Cours"), box("Conseil"), box("Parents")
-    assert (
-        conseil["y"] > cours["y"] + cours["height"] - 1
-        and parents["y"] > conseil["y"] + conseil["height"] - 1
-    )
-    assert abs(conseil["width"] - cours["width"]) < 2 and abs(conseil["x"] - parents["x"]) < 2
+    # On a phone: lists. Monday's Conseil then Parents one under the other, Wednesday's Jury then Cours.
+    conseil, parents, jury, cours = box("Conseil"), box("Parents"), box("Jury"), box("Cours")
+    assert parents["y"] > conseil["y"] + conseil["height"] - 1 and jury["y"] > parents["y"]
+    assert cours["y"] > jury["y"] + jury["height"] - 1
+    assert len({round(b["width"]) for b in (conseil, parents, jury, cours)}) == 1
+    assert len({round(b["x"]) for b in (conseil, parents, jury, cours)}) == 1
     context.close()
 
 

@@ -3,8 +3,8 @@
 Everything goes through `webmail.agenda` with the session's address as owner, so no page can read or
 change another user's calendar: an event id that is not the user's answers 404, exactly like a missing one.
 Pages work without JavaScript (forms, POST then redirect); static/agenda.js only keeps the slot-picker link
-in step with the form's participants and date, asks before a deletion and turns a click on the hour grid
-into a new event at that time.
+in step with the form's participants and date, asks before a deletion, turns a click on the hour grid
+into a new event at that time and posts the "Déplacer" form for an event dragged on the grid.
 
 Routes:
 
@@ -287,6 +287,9 @@ def occurrence_view(occurrence, me: str) -> dict[str, Any]:
         "own_answer": PARTSTAT_LABELS.get(own, "") if own and occurrence.organizer != me else "",
         "declined": own == "DECLINED",
         "meeting": bool(occurrence.attendees),
+        "movable": not occurrence.organizer or occurrence.organizer == me,  # an invitation is the organiser's
+        "move_url": f"/agenda/evenement/{occurrence.event_id}/deplacer",
+        "occurrence": occurrence_param(occurrence.recurrence_id),
         "all_day": not timed,
         "start": start,
         "end": end,
