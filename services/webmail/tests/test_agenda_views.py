@@ -164,7 +164,13 @@ def test_the_week_places_each_event_on_the_hour_grid(database):
         response, _ = await post(web, "/agenda/nouveau", event_form(repetition="semaine", titre="Grille"))
         assert response.status == 303
         _, week = await web.get("/agenda/semaine?date=2026-03-18")
-        assert re.search(r'<li class="agenda-l9 agenda-h4 agenda-v0-1">\s*<a class="agenda-evenement', week)
+        # One's own event can be dragged: the move form's address, the occurrence, its start; a series says so.
+        assert re.search(
+            r'<li class="agenda-l9 agenda-h4 agenda-v0-1" data-deplacer="/agenda/evenement/\w+/deplacer"'
+            r' data-occurrence="2026-03-16T10:00:00\+01:00" data-debut="2026-03-16T10:00" data-serie>'
+            r'\s*<a class="agenda-evenement',
+            week,
+        )
         assert week.count("agenda-rangees-40") == 8  # the hour labels and the seven days: 08:00–18:00
         assert '<link rel="stylesheet" href="/agenda/grille.css">' in week
         css = await web.client.get("/agenda/grille.css")
