@@ -497,7 +497,7 @@ class _BoundPublisher:
 class EventQueueConsumer(QueueConsumer):
     """nameko's shared queue consumer, except that kombu does not decode the bodies: each event's raw
     bytes go to its entrypoint, which parses them once (`Envelope.from_wire`) and dead-letters what is
-    not an envelope (`EventConsumer._parse`).
+    not an envelope (`EventConsumer._receive`).
 
     kombu would otherwise parse each body's JSON too, only for the entrypoint to parse it again, and its
     reaction to a body it cannot decode (bad JSON, a content type we do not accept) is to log it and ack
