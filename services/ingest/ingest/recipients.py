@@ -91,6 +91,12 @@ def is_local_domain(address: str, mail_domain: str) -> bool:
     return split_address(address)[1] == mail_domain.rstrip(".").lower()
 
 
+def outside_answer(address: str, mail_domain: str) -> Resolution | None:
+    """The answer for an address outside the academy's mail domain, which needs no directory call
+    ("external"); None for a local address, which only the directory can answer."""
+    return None if is_local_domain(address, mail_domain) else Resolution("external", address)
+
+
 class DirectoryRecipients:
     """`RecipientDirectory` over the directory's gRPC client.
 
@@ -126,11 +132,11 @@ class DirectoryRecipients:
         self._mail_domain = mail_domain
 
     def known(self, address: str) -> Resolution | None:
-        return None if is_local_domain(address, self._mail_domain) else Resolution("external", address)
+        return outside_answer(address, self._mail_domain)
 
     def resolve(self, address: str) -> Resolution:
-        if not is_local_domain(address, self._mail_domain):
-            return Resolution("external", address)
+        if (outside := outside_answer(address, self._mail_domain)) is not None:
+            return outside
         try:
             reply = self._client.resolve_recipient(address)
         except Exception as exc:  # any client failure means "no answer", never "unknown"
@@ -249,11 +255,11 @@ class StaticDirectory:
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def known(self, address: str) -> Resolution | None:
-        return None if is_local_domain(address, self.mail_domain) else Resolution("external", address)
+        return outside_answer(address, self.mail_domain)
 
     def resolve(self, address: str) -> Resolution:
-        if not is_local_domain(address, self.mail_domain):
-            return Resolution("external", address)
+        if (outside := outside_answer(address, self.mail_domain)) is not None:
+            return outside
         self.calls.append(("resolve", address))
         if self.fail:
             raise DirectoryUnavailable("directory down (test)")
