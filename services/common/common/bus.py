@@ -806,16 +806,18 @@ class BatchEventConsumer(EventConsumer):
 
 def each_event(envelopes, values, outcomes: list[Exception | None], work) -> list[tuple[int, Any]]:
     """For a batch handler: `work(envelope, value)` for each event whose value (e.g. its blob, from
-    `BlobStore.get_many`) is not an exception, under the event's trace id. An exception value, or one
-    `work` raises, becomes that event's outcome; returns (index, result) for the others."""
+    `BlobStore.get_many`) is not an exception, or `work(envelope)` for each event when `values` is None,
+    under the event's trace id. An exception value, or one `work` raises, becomes that event's outcome;
+    returns (index, result) for the others."""
     done = []
-    for index, (envelope, value) in enumerate(zip(envelopes, values, strict=True)):
+    pairs = zip(envelopes, values, strict=True) if values is not None else ((e, None) for e in envelopes)
+    for index, (envelope, value) in enumerate(pairs):
         if isinstance(value, Exception):
             outcomes[index] = value
             continue
         try:
             with trace_context(envelope.trace_id):
-                done.append((index, work(envelope, value)))
+                done.append((index, work(envelope) if values is None else work(envelope, value)))
         except Exception as exc:  # noqa: BLE001 - that event's outcome: retried
             outcomes[index] = exc
     return done

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from unittest import mock
 
-from common.bus import BatchEventConsumer, PublishError, _Delivery
+from common.bus import BatchEventConsumer, PublishError, _Delivery, each_event
 from common.events import Envelope, wire_body
 from common.topology import consumer
 
@@ -131,3 +131,22 @@ def test_a_message_that_is_not_a_batch_of_envelopes_is_dead_lettered_whole():
         entrypoint.handle_message(None, message)
         assert entrypoint._dead_letter_raw.call_args.args[0].message is message
     assert entrypoint._queued == []
+
+
+def test_each_event_works_each_event_and_keeps_the_failures_as_outcomes():
+    envelopes = [envelope(n) for n in range(3)]
+    missing = LookupError("blob missing")
+
+    def work(envelope, value):
+        if envelope.payload["message_id"] == "m2":
+            raise ValueError("bad")
+        return value * 2
+
+    outcomes: list = [None] * 3
+    assert each_event(envelopes, [10, missing, 30], outcomes, work) == [(0, 20)]
+    assert outcomes[0] is None and outcomes[1] is missing and isinstance(outcomes[2], ValueError)
+    # Without values, the work takes the envelope alone.
+    outcomes = [None] * 3
+    got = each_event(envelopes, None, outcomes, lambda e: e.payload["message_id"])
+    assert got == [(0, "m0"), (1, "m1"), (2, "m2")]
+    assert outcomes == [None] * 3

@@ -183,10 +183,10 @@ class NotifyService:
         """Announce a batch of new entries, their notifications leaving together."""
         outcomes: list[Exception | None] = [None] * len(envelopes)
         with self.live.corked():
-            each_event(envelopes, [None] * len(envelopes), outcomes, self._announce)
+            each_event(envelopes, None, outcomes, self._announce)
         return outcomes
 
-    def _announce(self, envelope: Envelope, _: None) -> None:
+    def _announce(self, envelope: Envelope) -> None:
         payload = envelope.payload
         entry = _entry_of_summary(payload.get("summary"))
         if entry is None or payload["folder"] == mailstore.QUARANTINE:
