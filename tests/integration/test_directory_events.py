@@ -10,10 +10,10 @@ import pytest
 from kombu import Connection, Queue
 
 from common.config import get_settings
-from common.events import wire_items
 from common.topology import EVENTS_EXCHANGE
 from directory.notifier import EventNotifier
 from directory.testing import TEST_ESTABLISHMENTS, DirectoryHarness, make_person
+from tests.pipeline import QueueEvents
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +34,18 @@ def account_events():
         EVENTS_EXCHANGE(channel).declare()
         bound.declare()
 
+        events = QueueEvents(channel, bound.name)
+
         def drain(expected: int) -> list[dict]:
             import time
 
             found, deadline = [], time.monotonic() + 10
             while len(found) < expected and time.monotonic() < deadline:
-                message = bound.get(no_ack=True)
-                if message is None:
+                envelopes = events.take()  # one envelope, or a batch's
+                if envelopes is None:
                     time.sleep(0.05)
                     continue
-                found.extend(wire_items(message.body))  # one envelope, or a batch
+                found.extend(envelopes)
             return found
 
         yield drain
